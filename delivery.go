@@ -1,0 +1,180 @@
+package livehooks
+
+import (
+	"context"
+	"time"
+)
+
+// DeliveryStatus is where a delivery is in its life.
+type DeliveryStatus string
+
+// Delivery statuses. Pending deliveries are waiting or in flight; the other
+// three are final.
+const (
+	DeliveryPending   DeliveryStatus = "pending"
+	DeliverySucceeded DeliveryStatus = "succeeded"
+	DeliveryFailed    DeliveryStatus = "failed" // a non-retryable answer (4xx, 3xx) or the config went away
+	DeliveryDead      DeliveryStatus = "dead"   // retries exhausted: dead-lettered
+)
+
+// Valid reports whether s is a known status.
+func (s DeliveryStatus) Valid() bool {
+	switch s {
+	case DeliveryPending, DeliverySucceeded, DeliveryFailed, DeliveryDead:
+		return true
+	}
+	return false
+}
+
+// Delivery is one event to be sent to one callback config.
+//
+// Deliveries of one (config, stream) form a lane: they are sent one at a time in
+// id order, so a receiver sees a stream's events in the order they happened.
+// A lane is owned by at most one node at a time (a lease), which is how several
+// nodes share one database without breaking that order.
+type Delivery struct {
+	ID        int64  // increasing in ingest order
+	WebhookID string // idempotency id sent as webhook-id; kept on retry and replay
+	ProjectID string
+	ConfigID  string
+	Lane      string // LaneKey(ConfigID, Stream)
+	EventID   string
+	EventType EventType
+	Stream    string
+
+	Status       DeliveryStatus
+	Attempts     int
+	NextAttempt  time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	LastStatus   int    // HTTP status of the last attempt, 0 when none
+	LastError    string // error of the last attempt
+	LatencyMS    int64  // ingest to 2xx, for succeeded deliveries
+	Event        *Event // loaded with the delivery when the store is asked to
+	AttemptsList []Attempt
+}
+
+// LaneKey returns the lane of a (config, stream).
+func LaneKey(configID, stream string) string { return configID + "/" + stream }
+
+// Attempt is one try at sending a delivery.
+type Attempt struct {
+	N          int // 1 for the first attempt
+	At         time.Time
+	StatusCode int           // 0 when no HTTP answer
+	Latency    time.Duration // request start to answer
+	Response   string        // first 1 KiB of the answer body
+	Error      string        // network error, timeout, refusal; "" on an HTTP answer
+}
+
+// Outcome is what an attempt decided for its delivery.
+type Outcome int
+
+// Outcomes of an attempt.
+const (
+	OutcomeSucceeded Outcome = iota // 2xx
+	OutcomeRetry                    // retry at Result.NextAttempt
+	OutcomeFailed                   // give up now (4xx, 3xx)
+	OutcomeDead                     // retries exhausted
+	OutcomeGone                     // 410: fail and disable the config
+)
+
+// Result is the recorded outcome of one attempt.
+type Result struct {
+	Delivery    *Delivery
+	Attempt     Attempt
+	Outcome     Outcome
+	NextAttempt time.Time // with OutcomeRetry
+	Reason      string    // why, for the log (e.g. "config disabled: 410 Gone")
+}
+
+// LaneState tells a dispatcher what became of a lane after Record.
+type LaneState struct {
+	Lane string
+	// Open is true while the lane still has pending deliveries and this node
+	// still owns it (the dispatcher should go on sending it).
+	Open bool
+}
+
+// Lane is a claimed lane: its key and the config its deliveries go to.
+type Lane struct {
+	Key      string
+	ConfigID string
+}
+
+// DeliveryFilter selects deliveries in the delivery log.
+type DeliveryFilter struct {
+	ProjectID string
+	ConfigID  string
+	Status    DeliveryStatus // "" for any
+	EventType EventType      // "" for any
+	Stream    string         // "" for any
+	Since     time.Time      // created at or after, zero for no bound
+	Until     time.Time      // created before, zero for no bound
+	Offset    int
+	Limit     int
+}
+
+// OutboxTx is the part of the outbox that writes. A group committer runs many
+// calls in one transaction, so that durable acknowledgement costs one fsync per
+// batch, not one per event.
+type OutboxTx interface {
+	// Enqueue stores events and one pending delivery for each event and each
+	// config that matches it and subscribes to its type. A lane that did not
+	// exist is created owned by node. The returned deliveries are those whose
+	// lane node owns after the call (the caller should dispatch them now);
+	// deliveries in lanes owned elsewhere or waiting for a retry are not returned.
+	Enqueue(ctx context.Context, node string, now time.Time, events []*Event) ([]*Delivery, error)
+	// Requeue adds new pending deliveries (manual retry, replay) at the tail of
+	// their lanes, with the WebhookID and event of the originals.
+	Requeue(ctx context.Context, node string, now time.Time, ds []*Delivery) ([]*Delivery, error)
+	// Record stores attempt results, moves deliveries to their new status and
+	// returns each touched lane's state. A retry releases the lane until
+	// NextAttempt; the last final delivery of a lane deletes it.
+	Record(ctx context.Context, node string, now time.Time, results []Result) ([]LaneState, error)
+}
+
+// Outbox is the durable queue of deliveries: the transactional outbox between
+// ingest and the dispatcher.
+type Outbox interface {
+	// Write runs fn in one transaction; fn's writes commit together or not at all.
+	Write(ctx context.Context, fn func(tx OutboxTx) error) error
+
+	// ClaimLanes leases up to max lanes that are due (next attempt at or before
+	// now) and not leased by a live node, to node until now+lease.
+	ClaimLanes(ctx context.Context, node string, now time.Time, lease time.Duration, max int) ([]Lane, error)
+	// RenewLeases extends every lease node holds to until.
+	RenewLeases(ctx context.Context, node string, until time.Time) error
+	// ReleaseLanes gives up node's leases (graceful shutdown, or a restart of
+	// the same node), making its lanes claimable at once.
+	ReleaseLanes(ctx context.Context, node string) error
+	// DeferLane releases a lane owned by node until t without an attempt (the
+	// destination's breaker is open).
+	DeferLane(ctx context.Context, node, lane string, t time.Time) error
+	// LaneDeliveries returns up to limit pending deliveries of a lane with ids
+	// above afterID, in id order, with their events.
+	LaneDeliveries(ctx context.Context, lane string, afterID int64, limit int) ([]*Delivery, error)
+
+	// FindDeliveries returns a page of the delivery log and the number of matches,
+	// newest first.
+	FindDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, int, error)
+	// FindDelivery returns one delivery of a project with its attempts and event.
+	FindDelivery(ctx context.Context, projectID string, id int64) (*Delivery, error)
+	// FindEvents returns the events of a config's domain and app created in
+	// [since, until), oldest first, for replay; at most limit.
+	FindEvents(ctx context.Context, c *CallbackConfig, since, until time.Time, limit int) ([]*Event, error)
+	// PendingCount returns the number of pending deliveries.
+	PendingCount(ctx context.Context) (int64, error)
+	// Purge deletes final deliveries, their attempts and events no longer
+	// referenced, updated before t; at most limit deliveries per call.
+	Purge(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// Store is everything a backend (SQLite, PostgreSQL) provides.
+type Store interface {
+	CallbackStore
+	Outbox
+	// Ping checks that the store can be reached (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,144 @@
+package livehooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// EventType is a Huawei Cloud Live recording event type.
+type EventType string
+
+// The five recording event types of seed 002.
+const (
+	RecordStart        EventType = "RECORD_START"
+	RecordNewFileStart EventType = "RECORD_NEW_FILE_START"
+	RecordFileComplete EventType = "RECORD_FILE_COMPLETE"
+	RecordOver         EventType = "RECORD_OVER"
+	RecordFailed       EventType = "RECORD_FAILED"
+)
+
+// EventTypes lists every event type in lifecycle order.
+var EventTypes = []EventType{RecordStart, RecordNewFileStart, RecordFileComplete, RecordOver, RecordFailed}
+
+// Valid reports whether t is one of the five event types.
+func (t EventType) Valid() bool {
+	switch t {
+	case RecordStart, RecordNewFileStart, RecordFileComplete, RecordOver, RecordFailed:
+		return true
+	}
+	return false
+}
+
+// HasJob reports whether the seed names job_id for this type.
+func (t EventType) HasJob() bool { return t == RecordNewFileStart || t == RecordFileComplete }
+
+// Record formats.
+const (
+	FormatFLV = "FLV"
+	FormatMP4 = "MP4"
+	FormatHLS = "HLS"
+)
+
+// Event is one recording event of one stream, as ingested and stored. The
+// callback body sent to receivers is built from it by Message.
+type Event struct {
+	ID        string    // 32 hex, assigned at ingest
+	ProjectID string    //
+	Type      EventType //
+	// OccurredAt is when the event happened (ingest time unless the source says).
+	OccurredAt time.Time
+
+	PublishDomain string
+	App           string
+	Stream        string
+	TaskID        string
+	JobID         string
+
+	RecordFormat   string
+	DownloadURL    string
+	AssetID        string
+	FileSize       int64
+	RecordDuration int64 // seconds
+	StartTime      time.Time
+	EndTime        time.Time
+	Width          int
+	Height         int
+	ErrorMessage   string
+	PlayURL        string
+}
+
+// Signature is what a signer adds to a callback body on each attempt.
+type Signature struct {
+	AuthSign      string
+	AuthTimestamp int64 // Unix seconds at which the signature expires
+}
+
+// Message returns the callback body of seed 002 for e: every field the seed
+// names for e's type, in the seed's order, integers as numbers, times in UTC.
+// sig is nil when the config has no key.
+func (e *Event) Message(sig *Signature) []byte {
+	var b bytes.Buffer
+	b.Grow(512)
+	b.WriteByte('{')
+	first := true
+	str := func(name, v string) {
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteByte('"')
+		b.WriteString(name)
+		b.WriteString(`":`)
+		enc, _ := json.Marshal(v) // strings always marshal
+		b.Write(enc)
+	}
+	num := func(name string, v int64) {
+		b.WriteString(`,"`)
+		b.WriteString(name)
+		b.WriteString(`":`)
+		b.WriteString(strconv.FormatInt(v, 10))
+	}
+	str("project_id", e.ProjectID)
+	if e.Type.HasJob() {
+		str("job_id", e.JobID)
+	}
+	str("task_id", e.TaskID)
+	str("event_type", string(e.Type))
+	str("publish_domain", e.PublishDomain)
+	str("app", e.App)
+	str("stream", e.Stream)
+	if e.RecordFormat != "" {
+		str("record_format", e.RecordFormat)
+	}
+	if e.Type == RecordFileComplete {
+		str("download_url", e.DownloadURL)
+		str("asset_id", e.AssetID)
+		num("file_size", e.FileSize)
+		num("record_duration", e.RecordDuration)
+		str("start_time", formatOptionalTime(e.StartTime))
+		str("end_time", formatOptionalTime(e.EndTime))
+		num("width", int64(e.Width))
+		num("height", int64(e.Height))
+	}
+	if e.PlayURL != "" {
+		str("play_url", e.PlayURL)
+	}
+	if sig != nil {
+		str("auth_sign", sig.AuthSign)
+		num("auth_timestamp", sig.AuthTimestamp)
+	}
+	if e.Type == RecordFailed {
+		str("error_message", e.ErrorMessage)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+func formatOptionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return FormatTime(t)
+}
