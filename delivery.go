@@ -42,14 +42,18 @@ type Delivery struct {
 	EventType EventType
 	Stream    string
 
-	Status       DeliveryStatus
-	Attempts     int
-	NextAttempt  time.Time
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	LastStatus   int    // HTTP status of the last attempt, 0 when none
-	LastError    string // error of the last attempt
-	LatencyMS    int64  // ingest to 2xx, for succeeded deliveries
+	Status      DeliveryStatus
+	Attempts    int
+	NextAttempt time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	LastStatus  int    // HTTP status of the last attempt, 0 when none
+	LastError   string // error of the last attempt
+	LatencyMS   int64  // ingest to 2xx, for succeeded deliveries
+	// LanePending is set by Enqueue and Requeue on the deliveries they return:
+	// the lane's pending deliveries after the call, this one included. A
+	// dispatcher that knows fewer has missed some (another node enqueued them).
+	LanePending  int
 	Event        *Event // loaded with the delivery when the store is asked to
 	AttemptsList []Attempt
 }
@@ -129,9 +133,15 @@ type OutboxTx interface {
 	// their lanes, with the WebhookID and event of the originals.
 	Requeue(ctx context.Context, node string, now time.Time, ds []*Delivery) ([]*Delivery, error)
 	// Record stores attempt results, moves deliveries to their new status and
-	// returns each touched lane's state. A retry releases the lane until
-	// NextAttempt; the last final delivery of a lane deletes it.
+	// returns each touched lane's state, one per result, in order. A retry
+	// releases the lane until NextAttempt; the last final delivery of a lane
+	// deletes it. A result for a delivery that is already final or deleted
+	// changes nothing and reports its lane as not Open unless node still owns a
+	// lane with pending deliveries.
 	Record(ctx context.Context, node string, now time.Time, results []Result) ([]LaneState, error)
+	// Defer releases a lane owned by node until t without an attempt (its
+	// destination's breaker is open). The returned state is not Open.
+	Defer(ctx context.Context, node, lane string, t time.Time) (LaneState, error)
 }
 
 // Outbox is the durable queue of deliveries: the transactional outbox between
@@ -148,9 +158,6 @@ type Outbox interface {
 	// ReleaseLanes gives up node's leases (graceful shutdown, or a restart of
 	// the same node), making its lanes claimable at once.
 	ReleaseLanes(ctx context.Context, node string) error
-	// DeferLane releases a lane owned by node until t without an attempt (the
-	// destination's breaker is open).
-	DeferLane(ctx context.Context, node, lane string, t time.Time) error
 	// LaneDeliveries returns up to limit pending deliveries of a lane with ids
 	// above afterID, in id order, with their events.
 	LaneDeliveries(ctx context.Context, lane string, afterID int64, limit int) ([]*Delivery, error)
