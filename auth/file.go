@@ -15,8 +15,8 @@ import (
 	"github.com/livehooks/livehooks"
 )
 
-// FileName is the name of the credentials file in a data directory.
-const FileName = "credentials.json"
+// CredentialsFile is the name of the credentials file in a data directory.
+const CredentialsFile = "credentials.json"
 
 // File is the credentials file of a data directory: the access keys, tokens and
 // ingest secrets livehooks generated at first start or that were rotated since.
@@ -51,7 +51,7 @@ type ingestSecretJSON struct {
 }
 
 // Path returns the path of the credentials file in dataDir.
-func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+func Path(dataDir string) string { return filepath.Join(dataDir, CredentialsFile) }
 
 // LoadOrCreate loads the credentials file of dataDir. When there is none, it
 // creates dataDir (mode 0700) if needed and a file (mode 0600) holding one new
@@ -73,10 +73,10 @@ func LoadOrCreate(dataDir string) (f *File, created bool, err error) {
 		return nil, false, fmt.Errorf("create data directory: %w", err)
 	}
 	f = &File{}
-	f.RotateAccessKey()
-	f.RotateToken()
-	if _, err := f.RotateIngestSecret(AnyProject); err != nil {
-		return nil, false, err
+	for _, rotate := range []func() error{f.RotateAccessKey, f.RotateToken, func() error { return f.RotateIngestSecret(AnyProject) }} {
+		if err := rotate(); err != nil {
+			return nil, false, err
+		}
 	}
 	switch err := f.write(dataDir, false); {
 	case errors.Is(err, fs.ErrExist):
@@ -165,7 +165,7 @@ func (f *File) write(dataDir string, replace bool) (err error) {
 	}
 	data = append(data, '\n')
 
-	tmp, err := os.CreateTemp(dataDir, "."+FileName+".*.tmp") // mode 0600
+	tmp, err := os.CreateTemp(dataDir, "."+CredentialsFile+".*.tmp") // mode 0600
 	if err != nil {
 		return fmt.Errorf("save credentials: %w", err)
 	}
@@ -215,39 +215,38 @@ func syncDir(dir string) {
 }
 
 // RotateAccessKey replaces the access keys of f with a new one, bound to the
-// projects of the first key it replaces (every project when there was none),
-// and returns it. Call Save to keep it.
-func (f *File) RotateAccessKey() AccessKey {
+// projects of the first key it replaces (every project when there was none).
+// Call Save to keep it. It returns an error, as the other rotations do, though
+// it has none to report today.
+func (f *File) RotateAccessKey() error {
 	projects := []string{AnyProject}
 	if len(f.AccessKeys) > 0 {
 		projects = slices.Clone(f.AccessKeys[0].Projects)
 	}
-	k := AccessKey{AK: randomString(20, upperAlnum), SK: randomString(40, alnum), Projects: projects}
-	f.AccessKeys = []AccessKey{k}
-	return k
+	f.AccessKeys = []AccessKey{{AK: randomString(20, upperAlnum), SK: randomString(40, alnum), Projects: projects}}
+	return nil
 }
 
-// RotateToken replaces the tokens of f with a new one, bound to the projects of
-// the first token it replaces (every project when there was none), and returns
-// it. Call Save to keep it.
-func (f *File) RotateToken() Token {
+// RotateToken replaces the tokens of f with a new one of 48 URL-safe
+// characters, bound to the projects of the first token it replaces (every
+// project when there was none). Call Save to keep it.
+func (f *File) RotateToken() error {
 	projects := []string{AnyProject}
 	if len(f.Tokens) > 0 {
 		projects = slices.Clone(f.Tokens[0].Projects)
 	}
 	var b [36]byte
-	rand.Read(b[:])
-	t := Token{Token: base64.RawURLEncoding.EncodeToString(b[:]), Projects: projects} // 48 characters
-	f.Tokens = []Token{t}
-	return t
+	rand.Read(b[:]) // never fails (Go 1.24+: crashes the program instead)
+	f.Tokens = []Token{{Token: base64.RawURLEncoding.EncodeToString(b[:]), Projects: projects}}
+	return nil
 }
 
 // RotateIngestSecret sets a new ingest secret for project (AnyProject for every
-// project), replacing the one it had, and returns it. Call Save to keep it.
-func (f *File) RotateIngestSecret(project string) (IngestSecret, error) {
+// project), replacing the one it had, or adding it. Call Save to keep it.
+func (f *File) RotateIngestSecret(project string) error {
 	s := IngestSecret{Project: project, Secret: randomString(32, alnum)}
 	if err := s.validate(); err != nil {
-		return IngestSecret{}, err
+		return err
 	}
 	i := slices.IndexFunc(f.IngestSecrets, func(x IngestSecret) bool { return x.Project == project })
 	if i < 0 {
@@ -255,7 +254,7 @@ func (f *File) RotateIngestSecret(project string) (IngestSecret, error) {
 	} else {
 		f.IngestSecrets[i] = s
 	}
-	return s, nil
+	return nil
 }
 
 const (

@@ -55,7 +55,7 @@ func TestLoadOrCreate(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
-		t.Errorf("data dir holds %d entries, want only %s", len(entries), FileName)
+		t.Errorf("data dir holds %d entries, want only %s", len(entries), CredentialsFile)
 	}
 }
 
@@ -133,26 +133,25 @@ func TestRotateAndSave(t *testing.T) {
 	old.IngestSecrets = append([]IngestSecret(nil), f.IngestSecrets...)
 	f.AccessKeys[0].Projects = []string{"projA", "projB"}
 
-	k := f.RotateAccessKey()
-	tok := f.RotateToken()
-	star, err := f.RotateIngestSecret("*")
-	if err != nil {
-		t.Fatal(err)
+	for _, rotate := range []func() error{f.RotateAccessKey, f.RotateToken,
+		func() error { return f.RotateIngestSecret("*") },
+		func() error { return f.RotateIngestSecret("projA") },
+	} {
+		if err := rotate(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	projA, err := f.RotateIngestSecret("projA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.RotateIngestSecret("bad project"); livehooks.ErrorCode(err) != livehooks.EINVALID {
+	if err := f.RotateIngestSecret("bad project"); livehooks.ErrorCode(err) != livehooks.EINVALID {
 		t.Errorf("RotateIngestSecret(bad project): %v, want EINVALID", err)
 	}
-	if k.AK == old.AccessKeys[0].AK || k.SK == old.AccessKeys[0].SK || !reflect.DeepEqual(k.Projects, []string{"projA", "projB"}) {
+	k, tok := f.AccessKeys[0], f.Tokens[0]
+	if len(f.AccessKeys) != 1 || k.AK == old.AccessKeys[0].AK || k.SK == old.AccessKeys[0].SK || !reflect.DeepEqual(k.Projects, []string{"projA", "projB"}) {
 		t.Errorf("rotated key %v (old %v)", k, old.AccessKeys[0])
 	}
-	if tok.Token == old.Tokens[0].Token || len(f.Tokens) != 1 {
+	if len(f.Tokens) != 1 || tok.Token == old.Tokens[0].Token {
 		t.Errorf("token not rotated")
 	}
-	if star.Secret == old.IngestSecrets[0].Secret || len(f.IngestSecrets) != 2 || projA.Project != "projA" {
+	if len(f.IngestSecrets) != 2 || f.IngestSecrets[0].Secret == old.IngestSecrets[0].Secret || f.IngestSecrets[1].Project != "projA" {
 		t.Errorf("ingest secrets %v", f.IngestSecrets)
 	}
 	if err := f.Save(dir); err != nil {
