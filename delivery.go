@@ -2,6 +2,8 @@ package livehooks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 )
 
@@ -184,4 +186,40 @@ type Store interface {
 	// Ping checks that the store can be reached (readiness).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// SendRequest is one attempt at sending a callback.
+type SendRequest struct {
+	URL       string
+	Key       string // "" for unsigned callbacks
+	SignType  string
+	WebhookID string
+	Event     *Event
+	N         int // attempt number, from 1
+}
+
+// SendResult is what an attempt got back. Failures are described in the
+// Attempt (status 0 and Error when there was no HTTP answer).
+type SendResult struct {
+	Attempt    Attempt
+	RetryAfter time.Duration // from a Retry-After header
+	Body       []byte        // the callback body that was sent
+}
+
+// Sender signs and posts one callback.
+type Sender interface {
+	Send(ctx context.Context, r SendRequest) SendResult
+}
+
+// Ingester takes recording events from a source and acknowledges them once
+// they and their deliveries are committed.
+type Ingester interface {
+	Ingest(ctx context.Context, events []*Event) error
+}
+
+// WebhookID returns the idempotency id of an event's deliveries to a config:
+// the same for every attempt, manual retry and replay, so receivers can dedupe.
+func WebhookID(eventID, configID string) string {
+	sum := sha256.Sum256([]byte(eventID + "/" + configID))
+	return "msg_" + hex.EncodeToString(sum[:16])
 }
