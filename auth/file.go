@@ -193,13 +193,19 @@ func (f *File) write(dataDir string, replace bool) (err error) {
 			return fmt.Errorf("save credentials: %w", err)
 		}
 	} else {
-		if err := os.Link(tmp.Name(), path); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				return err
+		switch err := os.Link(tmp.Name(), path); {
+		case errors.Is(err, fs.ErrExist):
+			return err
+		case err != nil:
+			// No hard links on this file system (FAT, some FUSE mounts):
+			// renaming still publishes a complete file, at the price of a
+			// second process racing this one overwriting its file.
+			if err := os.Rename(tmp.Name(), path); err != nil {
+				return fmt.Errorf("save credentials: %w", err)
 			}
-			return fmt.Errorf("save credentials: %w", err)
+		default:
+			os.Remove(tmp.Name())
 		}
-		os.Remove(tmp.Name())
 	}
 	syncDir(dataDir)
 	return nil
