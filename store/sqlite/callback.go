@@ -1,0 +1,293 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/livehooks/livehooks"
+)
+
+const callbackColumns = `id, project_id, publish_domain, app, notify_callback_url,
+	notify_event_subscription, sign_type, on_demand_callback_url, key_sealed,
+	disabled_reason, create_time, update_time`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanCallback reads a row of callbackColumns and decrypts the key.
+func (db *DB) scanCallback(row scanner) (*livehooks.CallbackConfig, error) {
+	var (
+		c              livehooks.CallbackConfig
+		subs           string
+		sealed         []byte
+		created, updat int64
+	)
+	if err := row.Scan(&c.ID, &c.ProjectID, &c.PublishDomain, &c.App, &c.NotifyCallbackURL,
+		&subs, &c.SignType, &c.OnDemandCallbackURL, &sealed, &c.DisabledReason, &created, &updat); err != nil {
+		return nil, err
+	}
+	c.NotifyEventSubscription = splitSubscription(subs)
+	c.CreateTime, c.UpdateTime = fromMicros(created), fromMicros(updat)
+	if sealed != nil {
+		key, err := db.cipher.Open(sealed)
+		if err != nil {
+			// The cipher's error never holds the key; the id says which row.
+			return nil, fmt.Errorf("sqlite: decrypt key of callback %s: %w", c.ID, err)
+		}
+		c.Key = string(key)
+	}
+	return &c, nil
+}
+
+func (db *DB) sealKey(key string) ([]byte, error) {
+	if key == "" {
+		return nil, nil
+	}
+	sealed, err := db.cipher.Seal([]byte(key))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encrypt key: %w", err)
+	}
+	return sealed, nil
+}
+
+func joinSubscription(subs []livehooks.EventType) string {
+	var b strings.Builder
+	for i, s := range subs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(string(s))
+	}
+	return b.String()
+}
+
+func splitSubscription(s string) []livehooks.EventType {
+	if s == "" {
+		return []livehooks.EventType{}
+	}
+	parts := strings.Split(s, ",")
+	subs := make([]livehooks.EventType, len(parts))
+	for i, p := range parts {
+		subs[i] = livehooks.EventType(p)
+	}
+	return subs
+}
+
+func errConflict() error {
+	return livehooks.Errorf(livehooks.ECONFLICT, "a callback configuration for this publish_domain and app already exists")
+}
+
+func errNotFound(id string) error {
+	return livehooks.Errorf(livehooks.ENOTFOUND, "callback configuration %s not found", truncate(id, 64))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// CreateCallback stores c. The key is sealed before it reaches the database.
+func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) error {
+	if c.ID == "" || c.ProjectID == "" {
+		return livehooks.Errorf(livehooks.EINVALID, "callback id and project are required")
+	}
+	sealed, err := db.sealKey(c.Key)
+	if err != nil {
+		return err
+	}
+	_, err = db.write.ExecContext(ctx, `INSERT INTO callbacks (`+callbackColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL,
+		joinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
+		c.DisabledReason, micros(c.CreateTime), micros(c.UpdateTime))
+	if isUniqueViolation(err) {
+		return errConflict()
+	} else if err != nil {
+		return fmt.Errorf("sqlite: create callback: %w", err)
+	}
+	return nil
+}
+
+// FindCallbackByID returns the config with that id in that project; a config
+// of another project is not found.
+func (db *DB) FindCallbackByID(ctx context.Context, projectID, id string) (*livehooks.CallbackConfig, error) {
+	return db.findCallback(ctx, db.read, projectID, id)
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (db *DB) findCallback(ctx context.Context, q querier, projectID, id string) (*livehooks.CallbackConfig, error) {
+	c, err := db.scanCallback(q.QueryRowContext(ctx,
+		`SELECT `+callbackColumns+` FROM callbacks WHERE id = ? AND project_id = ?`, id, projectID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound(id)
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: find callback: %w", err)
+	}
+	return c, nil
+}
+
+// FindCallbacks returns a page of the configs of f.ProjectID (every project
+// when empty) with exact-match filters, ordered by create time then id, and
+// the number of all matches. A zero Limit means livehooks.DefaultLimit.
+func (db *DB) FindCallbacks(ctx context.Context, f livehooks.CallbackFilter) ([]*livehooks.CallbackConfig, int, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.ProjectID != "" {
+		where, args = append(where, "project_id = ?"), append(args, f.ProjectID)
+	}
+	if f.PublishDomain != "" {
+		where, args = append(where, "publish_domain = ?"), append(args, f.PublishDomain)
+	}
+	if f.App != "" {
+		where, args = append(where, "app = ?"), append(args, f.App)
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
+	}
+	defer tx.Rollback()
+	var total int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM callbacks`+cond, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+callbackColumns+` FROM callbacks`+cond+
+		` ORDER BY create_time, id LIMIT ? OFFSET ?`, append(args, limitOrDefault(f.Limit), max(f.Offset, 0))...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
+	}
+	defer rows.Close()
+	cs := []*livehooks.CallbackConfig{}
+	for rows.Next() {
+		c, err := db.scanCallback(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
+		}
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
+	}
+	return cs, total, nil
+}
+
+// UpdateCallback applies upd, validates the result, stores it with
+// UpdateTime = now and returns it. An update clears DisabledReason.
+func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd livehooks.CallbackUpdate, now time.Time,
+	validate func(*livehooks.CallbackConfig) error) (*livehooks.CallbackConfig, error) {
+	var out *livehooks.CallbackConfig
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		old, err := db.findCallback(ctx, tx, projectID, id)
+		if err != nil {
+			return err
+		}
+		c := upd.Apply(*old)
+		if validate != nil {
+			if err := validate(&c); err != nil {
+				return err
+			}
+		}
+		c.ID, c.ProjectID, c.CreateTime, c.UpdateTime = old.ID, old.ProjectID, old.CreateTime, now.UTC()
+		sealed, err := db.sealKey(c.Key)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE callbacks SET publish_domain = ?, app = ?, notify_callback_url = ?,
+			notify_event_subscription = ?, sign_type = ?, on_demand_callback_url = ?, key_sealed = ?,
+			disabled_reason = ?, update_time = ? WHERE id = ?`,
+			c.PublishDomain, c.App, c.NotifyCallbackURL, joinSubscription(c.NotifyEventSubscription),
+			c.SignType, c.OnDemandCallbackURL, sealed, c.DisabledReason, micros(c.UpdateTime), c.ID)
+		if isUniqueViolation(err) {
+			return errConflict()
+		} else if err != nil {
+			return fmt.Errorf("sqlite: update callback: %w", err)
+		}
+		out = &c
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Return what a later read returns (times at storage precision).
+	out.UpdateTime = fromMicros(micros(out.UpdateTime))
+	return out, nil
+}
+
+// DeleteCallback removes the config, its pending deliveries (with their
+// attempts) and its lanes. Final deliveries stay in the log until Purge.
+func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM callbacks WHERE id = ? AND project_id = ?`, id, projectID)
+		if err != nil {
+			return fmt.Errorf("sqlite: delete callback: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errNotFound(id)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE config_id = ? AND status = 'pending'`, id); err != nil {
+			return fmt.Errorf("sqlite: delete callback: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM lanes WHERE config_id = ?`, id); err != nil {
+			return fmt.Errorf("sqlite: delete callback: %w", err)
+		}
+		return nil
+	})
+}
+
+// MatchCallback returns the config of the exact app, else the `*` config of
+// the domain. It returns a disabled config too (DisabledReason set): the
+// caller decides; Enqueue does not deliver to it.
+func (db *DB) MatchCallback(ctx context.Context, projectID, domain, app string) (*livehooks.CallbackConfig, error) {
+	c, err := db.scanCallback(db.read.QueryRowContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
+		WHERE project_id = ? AND publish_domain = ? AND app IN (?, '*') ORDER BY app = '*' LIMIT 1`,
+		projectID, domain, app))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, livehooks.Errorf(livehooks.ENOTFOUND, "no callback configuration matches this domain and app")
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: match callback: %w", err)
+	}
+	return c, nil
+}
+
+// DisableCallback sets the config's DisabledReason, fails its pending
+// deliveries with that reason and drops its lanes.
+func (db *DB) DisableCallback(ctx context.Context, projectID, id, reason string) error {
+	now := db.clock.Now()
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		return disable(ctx, tx, projectID, id, reason, now)
+	})
+}
+
+func disable(ctx context.Context, tx *sql.Tx, projectID, id, reason string, now time.Time) error {
+	if reason == "" {
+		reason = "disabled"
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE callbacks SET disabled_reason = ? WHERE id = ? AND project_id = ?`, reason, id, projectID)
+	if err != nil {
+		return fmt.Errorf("sqlite: disable callback: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound(id)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'failed', last_error = ?, updated_at = ?
+		WHERE config_id = ? AND status = 'pending'`, reason, micros(now), id); err != nil {
+		return fmt.Errorf("sqlite: disable callback: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM lanes WHERE config_id = ?`, id); err != nil {
+		return fmt.Errorf("sqlite: disable callback: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/livehooks/livehooks"
+)
+
+// DefaultLease is how long a node owns a lane it creates at Enqueue before
+// another node may take it over, unless Options.Lease says otherwise.
+const DefaultLease = 30 * time.Second
+
+// Options configure Open.
+type Options struct {
+	// Path of the database file; it is created when missing.
+	Path string
+	// Cipher encrypts callback keys at rest. Required.
+	Cipher livehooks.Cipher
+	// Synchronous is the SQLite synchronous mode: "FULL" (default: an
+	// acknowledged event survives a power cut) or "NORMAL" (it survives a
+	// process crash; faster).
+	Synchronous string
+	// Clock tells the time where the caller gives none (DisableCallback).
+	// Default: the system clock.
+	Clock livehooks.Clock
+	// Lease is how long the lease of a lane created by Enqueue or Requeue
+	// lasts. Default: DefaultLease.
+	Lease time.Duration
+	// BusyTimeout is how long a statement waits for another process that holds
+	// the database lock. Default: 5 s.
+	BusyTimeout time.Duration
+	// ReadConns is the size of the read pool. Default: max(4, GOMAXPROCS).
+	ReadConns int
+}
+
+// DB is a livehooks.Store on one SQLite file. All writes go through one
+// connection (SQLite has a single writer anyway, and this way they queue in Go
+// rather than spin on SQLITE_BUSY); reads use a separate pool that, in WAL
+// mode, never blocks the writer nor is blocked by it.
+type DB struct {
+	write  *sql.DB
+	read   *sql.DB
+	cipher livehooks.Cipher
+	clock  livehooks.Clock
+	lease  time.Duration
+	sync   string
+
+	// stmts are prepared once on the write connection; a transaction binds
+	// them with Tx.StmtContext, which reuses the connection's prepared
+	// statement instead of preparing again.
+	stmts [numStmts]*sql.Stmt
+}
+
+var _ livehooks.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the database at opts.Path, applies pending
+// migrations and returns the store. It refuses a database whose schema is newer
+// than this binary.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.Path == "" {
+		return nil, errors.New("sqlite: open: Options.Path is required")
+	}
+	if opts.Cipher == nil {
+		return nil, errors.New("sqlite: open: Options.Cipher is required (keys are never stored in plaintext)")
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	switch sync {
+	case "":
+		sync = "FULL"
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return nil, fmt.Errorf("sqlite: open: synchronous must be FULL, NORMAL or EXTRA, got %q", opts.Synchronous)
+	}
+	db := &DB{cipher: opts.Cipher, clock: opts.Clock, lease: opts.Lease, sync: sync}
+	if db.clock == nil {
+		db.clock = livehooks.SystemClock{}
+	}
+	if db.lease <= 0 {
+		db.lease = DefaultLease
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	readConns := opts.ReadConns
+	if readConns <= 0 {
+		readConns = max(4, runtime.GOMAXPROCS(0))
+	}
+
+	base := "file:" + escapePath(opts.Path) + "?_txlock=immediate" +
+		fmt.Sprintf("&_pragma=busy_timeout(%d)", busy.Milliseconds()) +
+		"&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(" + sync + ")"
+
+	var err error
+	if db.write, err = sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)"); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
+	}
+	db.write.SetMaxOpenConns(1)
+	db.write.SetMaxIdleConns(1)
+	db.write.SetConnMaxLifetime(0)
+	db.write.SetConnMaxIdleTime(0)
+	if err := db.init(ctx, opts.Path); err != nil {
+		db.write.Close()
+		return nil, err
+	}
+
+	// Readers open after the file is in WAL mode (a persistent setting) and
+	// migrated; query_only guards against a write slipping into the pool.
+	if db.read, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
+	}
+	db.read.SetMaxOpenConns(readConns)
+	db.read.SetMaxIdleConns(readConns)
+	if err := db.read.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
+	}
+	return db, nil
+}
+
+func (db *DB) init(ctx context.Context, path string) error {
+	var mode string
+	if err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("sqlite: open %s: journal_mode is %q, want wal", path, mode)
+	}
+	if err := migrate(ctx, db.write, db.clock.Now()); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	for i, q := range stmtSQL {
+		s, err := db.write.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare %q: %w", q, err)
+		}
+		db.stmts[i] = s
+	}
+	return nil
+}
+
+// escapePath makes a file name safe inside a SQLite URI.
+func escapePath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+// Ping checks that both the write connection and the read pool answer.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	if err := db.read.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store. Transactions still running fail.
+func (db *DB) Close() error {
+	var errs []error
+	for _, s := range db.stmts {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	if db.write != nil {
+		// Refresh planner statistics; closing the last connection then
+		// checkpoints and removes the WAL.
+		_, _ = db.write.Exec("PRAGMA optimize")
+		errs = append(errs, db.write.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// writeTx runs fn in a write transaction (BEGIN IMMEDIATE on the single write
+// connection).
+func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// micros and fromMicros convert times to and from the stored representation.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// optMicros stores a zero time as NULL.
+func optMicros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromOptMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}
+
+// isUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY failure.
+func isUniqueViolation(err error) bool {
+	var e *msqlite.Error
+	if errors.As(err, &e) {
+		switch e.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return true
+		}
+	}
+	return false
+}
+
+// limitOrDefault applies the list default to a zero or negative limit.
+func limitOrDefault(n int) int {
+	if n <= 0 {
+		return livehooks.DefaultLimit
+	}
+	return n
+}
