@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/aesgcm"
+	"github.com/livehooks/livehooks/api"
+	"github.com/livehooks/livehooks/auth"
+	"github.com/livehooks/livehooks/delivery"
+	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/metrics"
+	"github.com/livehooks/livehooks/store/sqlite"
+)
+
+type serveOptions struct {
+	listen            string
+	dataDir           string
+	accessKeys        []string
+	tokens            []string
+	ingestSecrets     []string
+	allowCIDRs        []string
+	recordDirs        []string
+	databaseURL       string
+	dev               bool
+	logFormat         string
+	logLevel          string
+	sqliteSynchronous string
+	shutdownTimeout   time.Duration
+
+	nodeID         string
+	retryWindow    time.Duration
+	signValidity   time.Duration
+	connectTimeout time.Duration
+	requestTimeout time.Duration
+	perDestination int
+	retention      time.Duration
+	pollInterval   time.Duration
+}
+
+func newServeCommand(e *env) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the livehooks service (API, ingest, delivery)",
+		Long: `Run the livehooks service.
+
+With no flags it keeps its state in ./data (embedded SQLite), generates
+credentials there on first start, and listens on 127.0.0.1:8080.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), e, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&o.dataDir, "data-dir", "./data", "directory for the SQLite store, credentials and master key")
+	fs.StringArrayVar(&o.accessKeys, "access-key", nil, "access key AK:SK:PROJECT[,PROJECT…] for SDK-HMAC-SHA256 signing; * as PROJECT means any (repeatable)")
+	fs.StringArrayVar(&o.tokens, "token", nil, "static X-Auth-Token TOKEN:PROJECT[,PROJECT…] (repeatable)")
+	fs.StringArrayVar(&o.ingestSecrets, "ingest-secret", nil, "media-server hook secret PROJECT:SECRET (repeatable)")
+	fs.StringArrayVar(&o.allowCIDRs, "allow-callback-cidr", nil, "allow callbacks to this otherwise forbidden network, e.g. 127.0.0.0/8 (repeatable)")
+	fs.StringArrayVar(&o.recordDirs, "record-dir", nil, "directory whose recorder files livehooks may read (repeatable)")
+	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://…); embedded SQLite when empty")
+	fs.BoolVar(&o.dev, "dev", false, "disable authentication, for local trials only")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.sqliteSynchronous, "sqlite-synchronous", "FULL", "SQLite synchronous mode: FULL (survives power loss) or NORMAL")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's id, the owner of its delivery leases (default hostname/listen address)")
+	fs.DurationVar(&o.retryWindow, "retry-window", 24*time.Hour, "how long failed deliveries are retried before they are dead-lettered")
+	fs.DurationVar(&o.signValidity, "sign-validity", 300*time.Second, "how long a callback signature stays valid (auth_timestamp = send time + this)")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 5*time.Second, "callback connect timeout")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", 10*time.Second, "callback whole-request timeout")
+	fs.IntVar(&o.perDestination, "per-destination", 16, "concurrent requests to one destination (scheme://host:port)")
+	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "how long finished deliveries, their attempts and events are kept")
+	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often due retries are looked for (new events never wait for it)")
+	for name, variable := range map[string]string{
+		"listen": "LIVEHOOKS_LISTEN", "data-dir": "LIVEHOOKS_DATA_DIR", "access-key": "LIVEHOOKS_ACCESS_KEYS",
+		"token": "LIVEHOOKS_TOKENS", "ingest-secret": "LIVEHOOKS_INGEST_SECRETS", "allow-callback-cidr": "LIVEHOOKS_ALLOW_CALLBACK_CIDRS",
+		"record-dir": "LIVEHOOKS_RECORD_DIRS", "database-url": "LIVEHOOKS_DATABASE_URL", "dev": "LIVEHOOKS_DEV",
+		"log-format": "LIVEHOOKS_LOG_FORMAT", "log-level": "LIVEHOOKS_LOG_LEVEL", "sqlite-synchronous": "LIVEHOOKS_SQLITE_SYNCHRONOUS",
+		"shutdown-timeout": "LIVEHOOKS_SHUTDOWN_TIMEOUT", "node-id": "LIVEHOOKS_NODE_ID", "retry-window": "LIVEHOOKS_RETRY_WINDOW",
+		"sign-validity": "LIVEHOOKS_SIGN_VALIDITY", "connect-timeout": "LIVEHOOKS_CONNECT_TIMEOUT", "request-timeout": "LIVEHOOKS_REQUEST_TIMEOUT",
+		"per-destination": "LIVEHOOKS_PER_DESTINATION", "retention": "LIVEHOOKS_RETENTION", "poll-interval": "LIVEHOOKS_POLL_INTERVAL",
+	} {
+		envFlag(fs, name, variable)
+	}
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+// lockDataDir takes an exclusive lock on the data directory, so that two
+// processes never share one embedded store.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "livehooks.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another livehooks process", dir)
+	}
+	return f, nil
+}
+
+func serve(ctx context.Context, e *env, o *serveOptions) error {
+	logger, err := newLogger(e.stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	verifier, err := credentials(e, o, logger)
+	if err != nil {
+		return err
+	}
+
+	masterKey, err := aesgcm.LoadKey(o.dataDir, e.getenv)
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	cipher, err := aesgcm.New(masterKey)
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	if o.databaseURL != "" {
+		return errors.New("--database-url: PostgreSQL is not available in this build")
+	}
+	dbPath := filepath.Join(o.dataDir, "livehooks.db")
+	store, err := sqlite.Open(ctx, sqlite.Options{Path: dbPath, Cipher: cipher, Synchronous: o.sqliteSynchronous})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+	logger.Info("store opened", "backend", "sqlite", "path", dbPath, "synchronous", strings.ToUpper(o.sqliteSynchronous))
+
+	hostname, _ := os.Hostname()
+	allow, err := parseCIDRs(o.allowCIDRs)
+	if err != nil {
+		return err
+	}
+	node := o.nodeID
+	if node == "" {
+		node = hostname + "/" + o.listen
+	}
+	m := metrics.New(store.PendingCount)
+	sender := delivery.NewSender(delivery.SenderOptions{
+		AllowCIDRs: allow, ConnectTimeout: o.connectTimeout, RequestTimeout: o.requestTimeout,
+		SignValidity: o.signValidity, UserAgent: "livehooks/" + version,
+	})
+	defer sender.Close()
+	policy := delivery.DefaultPolicy()
+	policy.Window = o.retryWindow
+	var dispatcher *delivery.Dispatcher
+	committer := groupcommit.New(store, groupcommit.Options{
+		Node: node, Logger: logger, Metrics: m,
+		OnCommit: func(effects []groupcommit.Effect) { dispatcher.OnCommit(effects) },
+	})
+	dispatcher = delivery.New(delivery.Options{
+		Outbox: store, Writer: committer, Configs: store, Sender: sender, Policy: policy, Node: node,
+		Logger: logger, Metrics: m, PerDestination: o.perDestination, PollInterval: o.pollInterval,
+	})
+
+	cfg := api.Config{
+		Callbacks: store,
+		Dev:       o.dev,
+		Logger:    logger,
+		Hostname:  hostname,
+		Ready:     store.Ping,
+		Metrics:   m.Handler(),
+		Ingester:  &ingester{committer: committer, metrics: m, source: "api"},
+		Outbox:    store,
+		Requeuer:  committer,
+		Sender:    sender,
+	}
+	if !o.dev {
+		cfg.Auth = verifier
+	}
+	handler, err := api.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// Shutdown runs in the reverse order of the data flow: stop taking
+	// requests (in-flight ingests finish and commit), then let the dispatcher
+	// finish or re-queue its attempts (recording them through the committer),
+	// then stop the committer.
+	commitCtx, stopCommitter := context.WithCancel(context.WithoutCancel(ctx))
+	committerDone := make(chan struct{})
+	go func() { committer.Run(commitCtx); close(committerDone) }()
+	dispatchCtx, stopDispatcher := context.WithCancel(context.WithoutCancel(ctx))
+	dispatcherDone := make(chan error, 1)
+	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
+	go purgeLoop(ctx, store, o.retention, logger)
+	if file, ok := verifier.(*reloadingVerifier); ok {
+		go file.watch(ctx, logger)
+	}
+
+	logger.Info("livehooks listening", "addr", ln.Addr().String(), "data_dir", o.dataDir, "node", node, "version", version)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var runErr error
+	select {
+	case err := <-errc:
+		runErr = fmt.Errorf("serve: %w", err)
+	case err := <-dispatcherDone:
+		runErr = fmt.Errorf("dispatcher: %w", err)
+		dispatcherDone <- nil
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("http shutdown incomplete", "error", err)
+	}
+	stopDispatcher()
+	<-dispatcherDone
+	stopCommitter()
+	<-committerDone
+	logger.Info("stopped")
+	return runErr
+}
+
+func parseCIDRs(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("--allow-callback-cidr %q: want a CIDR such as 127.0.0.0/8", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// purgeLoop deletes finished deliveries, attempts and events older than the
+// retention, in small batches so that it never holds the writer for long.
+func purgeLoop(ctx context.Context, store livehooks.Outbox, retention time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		total := 0
+		for {
+			n, err := store.Purge(ctx, time.Now().Add(-retention), 1000)
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.Warn("purge delivery log", "error", err)
+				}
+				break
+			}
+			total += n
+			if n < 1000 {
+				break
+			}
+		}
+		if total > 0 {
+			logger.Info("delivery log purged", "deliveries", total, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// credentials builds the verifier: from --access-key/--token when given (for
+// scripts and tests), else from the data directory's credentials file, which
+// the first start generates and which is re-read when it changes (creds
+// rotate). --dev turns authentication off, loudly.
+func credentials(e *env, o *serveOptions, logger *slog.Logger) (api.Authenticator, error) {
+	if o.dev {
+		for range 3 {
+			logger.Warn("DEV MODE: authentication is DISABLED; anyone who can reach this port can manage callbacks. Never use --dev in production.")
+		}
+		fmt.Fprintln(e.stderr, "WARNING: --dev disables authentication. Do not expose this port.")
+		return nil, nil
+	}
+	var keys []auth.AccessKey
+	var tokens []auth.Token
+	for _, s := range o.accessKeys {
+		k, err := auth.ParseAccessKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("--access-key: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	for _, s := range o.tokens {
+		t, err := auth.ParseToken(s)
+		if err != nil {
+			return nil, fmt.Errorf("--token: %w", err)
+		}
+		tokens = append(tokens, t)
+	}
+	if len(keys) > 0 || len(tokens) > 0 {
+		return auth.NewVerifier(keys, tokens, livehooks.SystemClock{}), nil
+	}
+	file, created, err := auth.LoadOrCreate(o.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	path := filepath.Join(o.dataDir, auth.CredentialsFile)
+	if created {
+		fmt.Fprintf(e.stderr, "livehooks: generated an access key, a token and an ingest secret in %s (mode 0600).\nlivehooks: show them with: livehooks creds --data-dir %s\n", path, o.dataDir)
+	}
+	logger.Info("credentials loaded", "path", path, "access_keys", len(file.AccessKeys), "tokens", len(file.Tokens))
+	rv := &reloadingVerifier{dataDir: o.dataDir, path: path}
+	rv.mtime = modTime(path)
+	rv.v.Store(auth.NewVerifier(file.AccessKeys, file.Tokens, livehooks.SystemClock{}))
+	return rv, nil
+}
+
+// reloadingVerifier verifies with the credentials file's current content: a
+// rotation by "livehooks creds rotate" applies within seconds.
+type reloadingVerifier struct {
+	dataDir string
+	path    string
+	mtime   time.Time
+	v       atomic.Pointer[auth.Verifier]
+}
+
+func (r *reloadingVerifier) Authenticate(req *http.Request, body []byte) (livehooks.Principal, error) {
+	return r.v.Load().Authenticate(req, body)
+}
+
+func (r *reloadingVerifier) watch(ctx context.Context, logger *slog.Logger) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m := modTime(r.path)
+		if m.Equal(r.mtime) {
+			continue
+		}
+		file, _, err := auth.LoadOrCreate(r.dataDir)
+		if err != nil {
+			logger.Warn("reload credentials", "path", r.path, "error", err)
+			continue
+		}
+		r.mtime = m
+		r.v.Store(auth.NewVerifier(file.AccessKeys, file.Tokens, livehooks.SystemClock{}))
+		logger.Info("credentials reloaded", "path", r.path, "access_keys", len(file.AccessKeys), "tokens", len(file.Tokens))
+	}
+}
+
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}

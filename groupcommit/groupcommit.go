@@ -1,0 +1,227 @@
+// Package groupcommit puts group commit in front of a livehooks.Outbox:
+// concurrent writers (ingest requests, delivery results) share one transaction,
+// and each is answered when that transaction commits. Durable acknowledgement
+// then costs one fsync per batch instead of one per event.
+package groupcommit
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/metrics"
+)
+
+// Effect is what one committed operation means for the dispatcher, delivered in
+// commit order: deliveries it should send now, or lanes whose state changed.
+type Effect struct {
+	Enqueued []*livehooks.Delivery // owned, due deliveries (Enqueue, Requeue)
+	Results  []livehooks.Result    // recorded attempts (Record)
+	Lanes    []livehooks.LaneState // lane states after Record or Defer
+}
+
+// Options tune a Committer.
+type Options struct {
+	Node  string // this node's id, the lane owner
+	Clock livehooks.Clock
+	// MaxBatch caps the operations of one transaction.
+	MaxBatch int
+	// OnCommit receives the effects of each committed transaction, in commit
+	// order, from the committer's goroutine. It must not block for long.
+	OnCommit func([]Effect)
+	Logger   *slog.Logger
+	Metrics  *metrics.Metrics
+}
+
+type opKind int
+
+const (
+	opEnqueue opKind = iota
+	opRequeue
+	opRecord
+	opDefer
+)
+
+type op struct {
+	kind       opKind
+	events     []*livehooks.Event
+	deliveries []*livehooks.Delivery
+	results    []livehooks.Result
+	lane       string
+	until      time.Time
+	done       chan opResult
+}
+
+type opResult struct {
+	effect Effect
+	err    error
+}
+
+// Committer batches writes. Run must be running for calls to complete.
+type Committer struct {
+	outbox  livehooks.Outbox
+	opts    Options
+	ops     chan *op
+	stopped chan struct{}
+	once    sync.Once
+}
+
+// New returns a Committer writing to outbox.
+func New(outbox livehooks.Outbox, opts Options) *Committer {
+	if opts.Clock == nil {
+		opts.Clock = livehooks.SystemClock{}
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.OnCommit == nil {
+		opts.OnCommit = func([]Effect) {}
+	}
+	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), stopped: make(chan struct{})}
+}
+
+// ErrClosed is returned for writes submitted after Run returned.
+var ErrClosed = livehooks.Errorf(livehooks.EUNAVAILABLE, "shutting down")
+
+func (c *Committer) submit(ctx context.Context, o *op) (Effect, error) {
+	o.done = make(chan opResult, 1)
+	select {
+	case c.ops <- o:
+	case <-ctx.Done():
+		return Effect{}, ctx.Err()
+	case <-c.stopped:
+		return Effect{}, ErrClosed
+	}
+	// Once submitted, the write may commit whatever the caller's context does:
+	// wait for its fate so that an acknowledgement is never given for a write
+	// that did not commit, nor withheld for one that did.
+	select {
+	case r := <-o.done:
+		return r.effect, r.err
+	case <-c.stopped:
+		select {
+		case r := <-o.done:
+			return r.effect, r.err
+		default:
+			return Effect{}, ErrClosed // queued after the final drain: never written
+		}
+	}
+}
+
+// Enqueue stores events and their deliveries durably and returns the
+// deliveries this node should dispatch now.
+func (c *Committer) Enqueue(ctx context.Context, events []*livehooks.Event) ([]*livehooks.Delivery, error) {
+	eff, err := c.submit(ctx, &op{kind: opEnqueue, events: events})
+	return eff.Enqueued, err
+}
+
+// Requeue adds new deliveries copying ds (manual retry, replay).
+func (c *Committer) Requeue(ctx context.Context, ds []*livehooks.Delivery) ([]*livehooks.Delivery, error) {
+	eff, err := c.submit(ctx, &op{kind: opRequeue, deliveries: ds})
+	return eff.Enqueued, err
+}
+
+// Record stores attempt results.
+func (c *Committer) Record(ctx context.Context, results []livehooks.Result) ([]livehooks.LaneState, error) {
+	eff, err := c.submit(ctx, &op{kind: opRecord, results: results})
+	return eff.Lanes, err
+}
+
+// Defer releases a lane until t without an attempt.
+func (c *Committer) Defer(ctx context.Context, lane string, until time.Time) error {
+	_, err := c.submit(ctx, &op{kind: opDefer, lane: lane, until: until})
+	return err
+}
+
+// Run commits batches until ctx is done and the queue is drained; writes
+// submitted after that fail with ErrClosed.
+func (c *Committer) Run(ctx context.Context) {
+	batch := make([]*op, 0, c.opts.MaxBatch)
+	for {
+		var first *op
+		select {
+		case first = <-c.ops:
+		case <-ctx.Done():
+			c.once.Do(func() { close(c.stopped) })
+			c.drain()
+			return
+		}
+		batch = append(batch[:0], first)
+		// Take whatever else is already waiting: while one transaction
+		// commits, the next batch builds up by itself.
+	fill:
+		for len(batch) < c.opts.MaxBatch {
+			select {
+			case o := <-c.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		c.commit(batch)
+	}
+}
+
+// drain fails what is still queued at shutdown.
+func (c *Committer) drain() {
+	for {
+		select {
+		case o := <-c.ops:
+			o.done <- opResult{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func (c *Committer) commit(batch []*op) {
+	effects := make([]Effect, len(batch))
+	now := c.opts.Clock.Now()
+	// A fresh context: the batch belongs to many callers, none of whom may
+	// cancel the others' writes.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.outbox.Write(ctx, func(tx livehooks.OutboxTx) error {
+		for i, o := range batch {
+			var err error
+			switch o.kind {
+			case opEnqueue:
+				effects[i].Enqueued, err = tx.Enqueue(ctx, c.opts.Node, now, o.events)
+			case opRequeue:
+				effects[i].Enqueued, err = tx.Requeue(ctx, c.opts.Node, now, o.deliveries)
+			case opRecord:
+				effects[i].Results = o.results
+				effects[i].Lanes, err = tx.Record(ctx, c.opts.Node, now, o.results)
+			case opDefer:
+				var st livehooks.LaneState
+				st, err = tx.Defer(ctx, c.opts.Node, o.lane, o.until)
+				effects[i].Lanes = []livehooks.LaneState{st}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.opts.Logger.Error("store write failed", "ops", len(batch), "error", err)
+		if livehooks.ErrorCode(err) == livehooks.EINTERNAL || errors.Is(err, context.DeadlineExceeded) {
+			err = livehooks.Errorf(livehooks.EUNAVAILABLE, "the store cannot accept writes")
+		}
+		for _, o := range batch {
+			o.done <- opResult{err: err}
+		}
+		return
+	}
+	c.opts.Metrics.Commit(len(batch))
+	c.opts.OnCommit(effects)
+	for i, o := range batch {
+		o.done <- opResult{effect: effects[i]}
+	}
+}

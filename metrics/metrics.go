@@ -1,0 +1,129 @@
+// Package metrics holds livehooks' Prometheus collectors: ingest rate, pending
+// depth, delivery latency, attempts by outcome and breaker state per
+// destination, all in one registry served at /metrics.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is the set of collectors. A nil *Metrics records nothing.
+type Metrics struct {
+	Registry       *prometheus.Registry
+	EventsIngested *prometheus.CounterVec // by source
+	Attempts       *prometheus.CounterVec // by outcome
+	Latency        prometheus.Histogram   // ingest to 2xx, seconds
+	AttemptLatency prometheus.Histogram   // one HTTP attempt, seconds
+	Breaker        *prometheus.GaugeVec   // by destination: 0 closed, 1 half-open, 2 open
+	CommitBatch    prometheus.Histogram   // operations per store transaction
+	pending        func(context.Context) (int64, error)
+	mu             sync.Mutex
+	lastPending    float64
+	lastPendingAt  time.Time
+}
+
+// New returns the collectors registered in a new registry. pending reads the
+// number of pending deliveries; it is called at most once a second.
+func New(pending func(context.Context) (int64, error)) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		EventsIngested: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livehooks_events_ingested_total", Help: "Recording events acknowledged (committed to the store).",
+		}, []string{"source"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livehooks_delivery_attempts_total", Help: "Delivery attempts by outcome.",
+		}, []string{"outcome"}),
+		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "livehooks_delivery_latency_seconds",
+			Help:    "Time from ingest to the receiver's 2xx answer.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 3600},
+		}),
+		AttemptLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "livehooks_delivery_attempt_seconds",
+			Help:    "Duration of one HTTP attempt.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
+		}),
+		Breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "livehooks_destination_breaker_state", Help: "Circuit breaker state per destination: 0 closed, 1 half-open, 2 open.",
+		}, []string{"destination"}),
+		CommitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "livehooks_store_commit_ops", Help: "Write operations per store transaction (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
+		pending: pending,
+	}
+	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breaker, m.CommitBatch,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
+		}, m.pendingValue),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) pendingValue() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending != nil && time.Since(m.lastPendingAt) >= time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if n, err := m.pending(ctx); err == nil {
+			m.lastPending, m.lastPendingAt = float64(n), time.Now()
+		}
+	}
+	return m.lastPending
+}
+
+// Handler serves the registry.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// Ingested counts n acknowledged events from source.
+func (m *Metrics) Ingested(source string, n int) {
+	if m != nil {
+		m.EventsIngested.WithLabelValues(source).Add(float64(n))
+	}
+}
+
+// Attempt records one attempt's outcome and duration.
+func (m *Metrics) Attempt(outcome string, d time.Duration) {
+	if m != nil {
+		m.Attempts.WithLabelValues(outcome).Inc()
+		m.AttemptLatency.Observe(d.Seconds())
+	}
+}
+
+// Delivered records the ingest-to-2xx latency of a delivery.
+func (m *Metrics) Delivered(d time.Duration) {
+	if m != nil {
+		m.Latency.Observe(d.Seconds())
+	}
+}
+
+// BreakerState sets a destination's breaker state.
+func (m *Metrics) BreakerState(destination string, state int) {
+	if m != nil {
+		m.Breaker.WithLabelValues(destination).Set(float64(state))
+	}
+}
+
+// ForgetDestination drops an idle destination's breaker series.
+func (m *Metrics) ForgetDestination(destination string) {
+	if m != nil {
+		m.Breaker.DeleteLabelValues(destination)
+	}
+}
+
+// Commit records the size of one group commit.
+func (m *Metrics) Commit(ops int) {
+	if m != nil {
+		m.CommitBatch.Observe(float64(ops))
+	}
+}
