@@ -138,34 +138,17 @@ func (db *DB) findCallback(ctx context.Context, q querier, projectID, id string)
 // when empty) with exact-match filters, ordered by create time then id, and
 // the number of all matches. A zero Limit means livehooks.DefaultLimit.
 func (db *DB) FindCallbacks(ctx context.Context, f livehooks.CallbackFilter) ([]*livehooks.CallbackConfig, int, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.ProjectID != "" {
-		where, args = append(where, "project_id = ?"), append(args, f.ProjectID)
-	}
-	if f.PublishDomain != "" {
-		where, args = append(where, "publish_domain = ?"), append(args, f.PublishDomain)
-	}
-	if f.App != "" {
-		where, args = append(where, "app = ?"), append(args, f.App)
-	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
+	countSQL, pageSQL, args := findCallbacksSQL(f)
 	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
 	}
 	defer tx.Rollback()
 	var total int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM callbacks`+cond, args...).Scan(&total); err != nil {
+	if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+callbackColumns+` FROM callbacks`+cond+
-		` ORDER BY create_time, id LIMIT ? OFFSET ?`, append(args, limitOrDefault(f.Limit), max(f.Offset, 0))...)
+	rows, err := tx.QueryContext(ctx, pageSQL, append(args, limitOrDefault(f.Limit), max(f.Offset, 0))...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
 	}
@@ -182,6 +165,25 @@ func (db *DB) FindCallbacks(ctx context.Context, f livehooks.CallbackFilter) ([]
 		return nil, 0, fmt.Errorf("sqlite: find callbacks: %w", err)
 	}
 	return cs, total, nil
+}
+
+func findCallbacksSQL(f livehooks.CallbackFilter) (countSQL, pageSQL string, args []any) {
+	var where []string
+	if f.ProjectID != "" {
+		where, args = append(where, "project_id = ?"), append(args, f.ProjectID)
+	}
+	if f.PublishDomain != "" {
+		where, args = append(where, "publish_domain = ?"), append(args, f.PublishDomain)
+	}
+	if f.App != "" {
+		where, args = append(where, "app = ?"), append(args, f.App)
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	return `SELECT COUNT(*) FROM callbacks` + cond,
+		`SELECT ` + callbackColumns + ` FROM callbacks` + cond + ` ORDER BY create_time, id LIMIT ? OFFSET ?`, args
 }
 
 // UpdateCallback applies upd, validates the result, stores it with
@@ -237,10 +239,11 @@ func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return errNotFound(id)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE config_id = ? AND status = 'pending'`, id); err != nil {
+		lo, hi := laneRange(id)
+		if _, err := tx.ExecContext(ctx, deletePendingSQL, lo, hi, id); err != nil {
 			return fmt.Errorf("sqlite: delete callback: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM lanes WHERE config_id = ?`, id); err != nil {
+		if _, err := tx.ExecContext(ctx, deleteConfigLanesSQL, lo, hi, id); err != nil {
 			return fmt.Errorf("sqlite: delete callback: %w", err)
 		}
 		return nil
@@ -251,9 +254,7 @@ func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
 // the domain. It returns a disabled config too (DisabledReason set): the
 // caller decides; Enqueue does not deliver to it.
 func (db *DB) MatchCallback(ctx context.Context, projectID, domain, app string) (*livehooks.CallbackConfig, error) {
-	c, err := db.scanCallback(db.read.QueryRowContext(ctx, `SELECT `+callbackColumns+` FROM callbacks
-		WHERE project_id = ? AND publish_domain = ? AND app IN (?, '*') ORDER BY app = '*' LIMIT 1`,
-		projectID, domain, app))
+	c, err := db.scanCallback(db.read.QueryRowContext(ctx, matchCallbackSQL, projectID, domain, app))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, livehooks.Errorf(livehooks.ENOTFOUND, "no callback configuration matches this domain and app")
 	} else if err != nil {
@@ -282,11 +283,11 @@ func disable(ctx context.Context, tx *sql.Tx, projectID, id, reason string, now 
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errNotFound(id)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'failed', last_error = ?, updated_at = ?
-		WHERE config_id = ? AND status = 'pending'`, reason, micros(now), id); err != nil {
+	lo, hi := laneRange(id)
+	if _, err := tx.ExecContext(ctx, failPendingSQL, lo, hi, id, reason, micros(now)); err != nil {
 		return fmt.Errorf("sqlite: disable callback: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM lanes WHERE config_id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, deleteConfigLanesSQL, lo, hi, id); err != nil {
 		return fmt.Errorf("sqlite: disable callback: %w", err)
 	}
 	return nil

@@ -24,16 +24,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	}
 	var got []claimed
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `WITH due (lane, next_at) AS (
-				SELECT lane, next_at FROM (SELECT lane, next_at FROM lanes
-					WHERE owner IS NULL AND next_at <= ?3 ORDER BY next_at LIMIT ?4)
-				UNION ALL
-				SELECT lane, next_at FROM (SELECT lane, next_at FROM lanes
-					WHERE owner IS NOT NULL AND lease_until < ?3 AND next_at <= ?3 ORDER BY lease_until LIMIT ?4)
-				ORDER BY next_at LIMIT ?4)
-			UPDATE lanes SET owner = ?1, lease_until = ?2 WHERE lane IN (SELECT lane FROM due)
-			RETURNING lane, config_id, next_at`,
-			node, micros(now.Add(lease)), micros(now), max)
+		rows, err := tx.QueryContext(ctx, claimLanesSQL, node, micros(now.Add(lease)), micros(now), max)
 		if err != nil {
 			return err
 		}
@@ -65,7 +56,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 
 // RenewLeases extends every lease node holds to until.
 func (db *DB) RenewLeases(ctx context.Context, node string, until time.Time) error {
-	if _, err := db.write.ExecContext(ctx, `UPDATE lanes SET lease_until = ? WHERE owner = ?`, micros(until), node); err != nil {
+	if _, err := db.write.ExecContext(ctx, renewLeasesSQL, micros(until), node); err != nil {
 		return fmt.Errorf("sqlite: renew leases: %w", err)
 	}
 	return nil
@@ -74,7 +65,7 @@ func (db *DB) RenewLeases(ctx context.Context, node string, until time.Time) err
 // ReleaseLanes frees every lane node holds; their next_at is kept, so due
 // lanes are claimable at once.
 func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
-	if _, err := db.write.ExecContext(ctx, `UPDATE lanes SET owner = NULL, lease_until = 0 WHERE owner = ?`, node); err != nil {
+	if _, err := db.write.ExecContext(ctx, releaseLanesSQL, node); err != nil {
 		return fmt.Errorf("sqlite: release lanes: %w", err)
 	}
 	return nil
@@ -85,10 +76,7 @@ func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
 // pending deliveries by lane: a lane's page costs O(limit) whatever the
 // backlog.
 func (db *DB) LaneDeliveries(ctx context.Context, lane string, afterID int64, limit int) ([]*livehooks.Delivery, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+deliveryColumns+`, `+eventColumns+`
-		FROM deliveries d JOIN events e ON e.pk = d.event_pk
-		WHERE d.lane = ? AND d.status = 'pending' AND d.id > ?
-		ORDER BY d.id LIMIT ?`, lane, afterID, limitOrDefault(limit))
+	rows, err := db.read.QueryContext(ctx, laneDeliveriesSQL, lane, afterID, limitOrDefault(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lane deliveries: %w", err)
 	}

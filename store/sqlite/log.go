@@ -74,10 +74,29 @@ func scanDeliveries(rows *sql.Rows, withEvent bool) ([]*livehooks.Delivery, erro
 // number of all matches. A zero Limit means livehooks.DefaultLimit. Events are
 // not loaded (FindDelivery does).
 func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([]*livehooks.Delivery, int, error) {
-	var (
-		where []string
-		args  []any
-	)
+	countSQL, pageSQL, args := findDeliveriesSQL(f)
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
+	}
+	defer tx.Rollback()
+	var total int
+	if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, pageSQL, append(args, limitOrDefault(f.Limit), max(f.Offset, 0))...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
+	}
+	ds, err := scanDeliveries(rows, false)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
+	}
+	return ds, total, nil
+}
+
+func findDeliveriesSQL(f livehooks.DeliveryFilter) (countSQL, pageSQL string, args []any) {
+	var where []string
 	add := func(cond string, arg any) { where, args = append(where, cond), append(args, arg) }
 	if f.ProjectID != "" {
 		add("d.project_id = ?", f.ProjectID)
@@ -104,25 +123,9 @@ func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
-	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
-	}
-	defer tx.Rollback()
-	var total int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries d`+cond, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries d JOIN events e ON e.pk = d.event_pk`+
-		cond+` ORDER BY d.id DESC LIMIT ? OFFSET ?`, append(args, limitOrDefault(f.Limit), max(f.Offset, 0))...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
-	}
-	ds, err := scanDeliveries(rows, false)
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
-	}
-	return ds, total, nil
+	return `SELECT COUNT(*) FROM deliveries d` + cond,
+		`SELECT ` + deliveryColumns + ` FROM deliveries d JOIN events e ON e.pk = d.event_pk` + cond +
+			` ORDER BY d.id DESC LIMIT ? OFFSET ?`, args
 }
 
 // FindDelivery returns one delivery of a project with its event and attempts.
@@ -134,8 +137,7 @@ func (db *DB) FindDelivery(ctx context.Context, projectID string, id int64) (*li
 	defer tx.Rollback()
 	d := new(livehooks.Delivery)
 	dest, done := deliveryDest(d)
-	_, e, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+`, `+eventColumns+`
-		FROM deliveries d JOIN events e ON e.pk = d.event_pk WHERE d.id = ? AND d.project_id = ?`, id, projectID), dest...)
+	_, e, err := scanEvent(tx.QueryRowContext(ctx, findDeliverySQL, id, projectID), dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, livehooks.Errorf(livehooks.ENOTFOUND, "delivery %d not found", id)
 	} else if err != nil {
@@ -143,8 +145,7 @@ func (db *DB) FindDelivery(ctx context.Context, projectID string, id int64) (*li
 	}
 	done()
 	d.Event = e
-	rows, err := tx.QueryContext(ctx, `SELECT n, at, status_code, latency_us, response, error
-		FROM attempts WHERE delivery_id = ? ORDER BY n`, id)
+	rows, err := tx.QueryContext(ctx, attemptsSQL, id)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: find delivery: %w", err)
 	}
@@ -171,18 +172,8 @@ func (db *DB) FindDelivery(ctx context.Context, projectID string, id int64) (*li
 // or of any app when c.App is `*`, stored in [since, until) (a zero bound is
 // open), oldest first. A zero limit means livehooks.DefaultLimit.
 func (db *DB) FindEvents(ctx context.Context, c *livehooks.CallbackConfig, since, until time.Time, limit int) ([]*livehooks.Event, error) {
-	q := `SELECT ` + eventColumns + ` FROM events e WHERE e.project_id = ? AND e.publish_domain = ?`
-	args := []any{c.ProjectID, c.PublishDomain}
-	if c.App != "*" {
-		q, args = q+` AND e.app = ?`, append(args, c.App)
-	}
-	if !since.IsZero() {
-		q, args = q+` AND e.created_at >= ?`, append(args, micros(since))
-	}
-	if !until.IsZero() {
-		q, args = q+` AND e.created_at < ?`, append(args, micros(until))
-	}
-	rows, err := db.read.QueryContext(ctx, q+` ORDER BY e.created_at, e.pk LIMIT ?`, append(args, limitOrDefault(limit))...)
+	q, args := findEventsSQL(c, since, until, limit)
+	rows, err := db.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: find events: %w", err)
 	}
@@ -201,11 +192,26 @@ func (db *DB) FindEvents(ctx context.Context, c *livehooks.CallbackConfig, since
 	return es, nil
 }
 
+func findEventsSQL(c *livehooks.CallbackConfig, since, until time.Time, limit int) (string, []any) {
+	q := `SELECT ` + eventColumns + ` FROM events e WHERE e.project_id = ? AND e.publish_domain = ?`
+	args := []any{c.ProjectID, c.PublishDomain}
+	if c.App != "*" {
+		q, args = q+` AND e.app = ?`, append(args, c.App)
+	}
+	if !since.IsZero() {
+		q, args = q+` AND e.created_at >= ?`, append(args, micros(since))
+	}
+	if !until.IsZero() {
+		q, args = q+` AND e.created_at < ?`, append(args, micros(until))
+	}
+	return q + ` ORDER BY e.created_at, e.pk LIMIT ?`, append(args, limitOrDefault(limit))
+}
+
 // PendingCount returns the number of pending deliveries, summed over the
 // lanes rather than counted over the deliveries.
 func (db *DB) PendingCount(ctx context.Context) (int64, error) {
 	var n int64
-	if err := db.read.QueryRowContext(ctx, `SELECT COALESCE(SUM(pending), 0) FROM lanes`).Scan(&n); err != nil {
+	if err := db.read.QueryRowContext(ctx, pendingCountSQL).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: pending count: %w", err)
 	}
 	return n, nil
@@ -221,17 +227,12 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 	}
 	var n int64
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE id IN (
-			SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)`,
-			micros(before), limit)
+		res, err := tx.ExecContext(ctx, purgeDeliveriesSQL, micros(before), limit)
 		if err != nil {
 			return err
 		}
 		nd, _ := res.RowsAffected()
-		res, err = tx.ExecContext(ctx, `DELETE FROM events WHERE pk IN (
-			SELECT pk FROM events e WHERE e.created_at < ?
-			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)
-			ORDER BY e.created_at LIMIT ?)`, micros(before), limit)
+		res, err = tx.ExecContext(ctx, purgeEventsSQL, micros(before), limit)
 		if err != nil {
 			return err
 		}

@@ -78,3 +78,61 @@ var stmtSQL = [numStmts]string{
 
 	stmtDeferLane: `UPDATE lanes SET owner = NULL, lease_until = 0, next_at = ?3 WHERE lane = ?1 AND owner = ?2`,
 }
+
+// Queries run once per call. They are constants so that the tests can check
+// their plans (EXPLAIN QUERY PLAN) against the indexes.
+const (
+	claimLanesSQL = `WITH due (lane, next_at) AS (
+			SELECT lane, next_at FROM (SELECT lane, next_at FROM lanes
+				WHERE owner IS NULL AND next_at <= ?3 ORDER BY next_at LIMIT ?4)
+			UNION ALL
+			SELECT lane, next_at FROM (SELECT lane, next_at FROM lanes
+				WHERE owner IS NOT NULL AND lease_until < ?3 AND next_at <= ?3 ORDER BY lease_until LIMIT ?4)
+			ORDER BY next_at LIMIT ?4)
+		UPDATE lanes SET owner = ?1, lease_until = ?2 WHERE lane IN (SELECT lane FROM due)
+		RETURNING lane, config_id, next_at`
+
+	renewLeasesSQL = `UPDATE lanes SET lease_until = ? WHERE owner = ?`
+
+	releaseLanesSQL = `UPDATE lanes SET owner = NULL, lease_until = 0 WHERE owner = ?`
+
+	laneDeliveriesSQL = `SELECT ` + deliveryColumns + `, ` + eventColumns + `
+		FROM deliveries d INDEXED BY deliveries_lane JOIN events e ON e.pk = d.event_pk
+		WHERE d.lane = ? AND d.status = 'pending' AND d.id > ?
+		ORDER BY d.id LIMIT ?`
+
+	matchCallbackSQL = `SELECT ` + callbackColumns + ` FROM callbacks
+		WHERE project_id = ? AND publish_domain = ? AND app IN (?, '*') ORDER BY app = '*' LIMIT 1`
+
+	// The pending deliveries and the lanes of a config are a range of lane
+	// keys (see laneRange).
+	deletePendingSQL = `DELETE FROM deliveries
+		WHERE lane >= ?1 AND lane < ?2 AND status = 'pending' AND config_id = ?3`
+
+	failPendingSQL = `UPDATE deliveries SET status = 'failed', last_error = ?4, updated_at = ?5
+		WHERE lane >= ?1 AND lane < ?2 AND status = 'pending' AND config_id = ?3`
+
+	deleteConfigLanesSQL = `DELETE FROM lanes WHERE lane >= ?1 AND lane < ?2 AND config_id = ?3`
+
+	findDeliverySQL = `SELECT ` + deliveryColumns + `, ` + eventColumns + `
+		FROM deliveries d JOIN events e ON e.pk = d.event_pk WHERE d.id = ? AND d.project_id = ?`
+
+	attemptsSQL = `SELECT n, at, status_code, latency_us, response, error
+		FROM attempts WHERE delivery_id = ? ORDER BY n`
+
+	pendingCountSQL = `SELECT COALESCE(SUM(pending), 0) FROM lanes`
+
+	purgeDeliveriesSQL = `DELETE FROM deliveries WHERE id IN (
+		SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)`
+
+	purgeEventsSQL = `DELETE FROM events WHERE pk IN (
+		SELECT pk FROM events e WHERE e.created_at < ?
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)
+		ORDER BY e.created_at LIMIT ?)`
+)
+
+// laneRange returns the bounds of the lane keys of a config: every
+// livehooks.LaneKey(configID, stream) is in [lo, hi), as '0' follows '/'.
+func laneRange(configID string) (lo, hi string) {
+	return configID + "/", configID + "0"
+}

@@ -40,3 +40,12 @@ func TestStore(t *testing.T) {
 		return openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{})
 	})
 }
+
+func otherCipher(t testing.TB) livehooks.Cipher {
+	t.Helper()
+	c, err := aesgcm.New(bytes.Repeat([]byte{8}, aesgcm.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -44,8 +44,9 @@ CREATE TABLE events (
 	occurred_at     INTEGER NOT NULL,
 	created_at      INTEGER NOT NULL
 );
--- Replay (FindEvents) of one app or, for a `*` config, of every app of a domain.
-CREATE INDEX events_replay ON events (project_id, publish_domain, created_at, app);
+-- Replay (FindEvents) of one app or, for a `*` config, of every app of a
+-- domain, in (created_at, pk) order straight from the index.
+CREATE INDEX events_replay ON events (project_id, publish_domain, created_at);
 -- Purge of old events that no delivery references.
 CREATE INDEX events_created ON events (created_at);
 
@@ -68,9 +69,11 @@ CREATE TABLE deliveries (
 	latency_ms   INTEGER NOT NULL DEFAULT 0
 );
 -- The dispatcher reads a lane's pending deliveries in id order; queries must
--- say status = 'pending' literally for SQLite to use this partial index.
+-- say status = 'pending' literally for SQLite to use this partial index. A
+-- lane key starts with its config id and '/', so the pending deliveries of a
+-- config are the range [id || '/', id || '0') of this index.
 CREATE INDEX deliveries_lane ON deliveries (lane, id) WHERE status = 'pending';
-CREATE INDEX deliveries_config ON deliveries (config_id, id);
+CREATE INDEX deliveries_config ON deliveries (project_id, config_id, id);
 CREATE INDEX deliveries_project ON deliveries (project_id, id);
 CREATE INDEX deliveries_event ON deliveries (event_pk);
 CREATE INDEX deliveries_final ON deliveries (updated_at) WHERE status <> 'pending';
@@ -99,4 +102,4 @@ CREATE TABLE lanes (
 CREATE INDEX lanes_free ON lanes (next_at) WHERE owner IS NULL;
 CREATE INDEX lanes_leased ON lanes (lease_until) WHERE owner IS NOT NULL;
 CREATE INDEX lanes_owner ON lanes (owner) WHERE owner IS NOT NULL;
-CREATE INDEX lanes_config ON lanes (config_id);
+-- The lanes of a config are the key range [id || '/', id || '0').

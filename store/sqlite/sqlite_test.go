@@ -1,0 +1,351 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livehooks/livehooks"
+)
+
+var ctx = context.Background()
+
+const secretKey = "PlaintextMustNeverAppear0123456789abcdefXYZ"
+
+func testConfig(project, app string) *livehooks.CallbackConfig {
+	c := &livehooks.CallbackConfig{
+		ID: newHexID(), ProjectID: project, PublishDomain: "d1.example.com", App: app,
+		NotifyCallbackURL: "https://receiver.example/cb", CreateTime: time.Now(), UpdateTime: time.Now(),
+	}
+	c.Normalize()
+	return c
+}
+
+func TestKeyNeverInPlaintext(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "livehooks.db")
+	db := openTest(t, path, Options{})
+	c := testConfig("p1", "live")
+	c.Key = secretKey
+	if err := db.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	other := strings.ToUpper(secretKey[:20]) + "987654321987654321"
+	if _, err := db.UpdateCallback(ctx, "p1", c.ID, livehooks.CallbackUpdate{PublishDomain: c.PublishDomain, App: c.App, Key: &other}, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.FindCallbackByID(ctx, "p1", c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Key != other {
+		t.Fatal("key does not round-trip")
+	}
+	scan := func(when string) {
+		t.Helper()
+		files, _ := filepath.Glob(path + "*")
+		if len(files) == 0 {
+			t.Fatal("no database files")
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{secretKey, other, secretKey[:16], other[:16]} {
+				if bytes.Contains(b, []byte(k)) {
+					t.Errorf("%s: %s contains a callback key in plaintext", when, filepath.Base(f))
+				}
+			}
+		}
+	}
+	scan("open (WAL)")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	scan("closed (checkpointed)")
+}
+
+func TestDecryptErrorHasNoKey(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "livehooks.db")
+	db := openTest(t, path, Options{})
+	c := testConfig("p1", "live")
+	c.Key = secretKey
+	if err := db.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	wrong := openTest(t, path, Options{Cipher: otherCipher(t)})
+	_, err := wrong.FindCallbackByID(ctx, "p1", c.ID)
+	if err == nil {
+		t.Fatal("a key sealed with another master key was opened")
+	}
+	if strings.Contains(err.Error(), secretKey) {
+		t.Fatal("error contains the key")
+	}
+}
+
+func TestMigrationsAcrossReopen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "livehooks.db")
+	db := openTest(t, path, Options{})
+	c := testConfig("p1", "live")
+	if err := db.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for i := 0; i < 2; i++ {
+		db = openTest(t, path, Options{})
+		if _, err := db.FindCallbackByID(ctx, "p1", c.ID); err != nil {
+			t.Fatalf("reopen %d: %v", i, err)
+		}
+		var n, v int
+		if err := db.read.QueryRow(`SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &v); err != nil {
+			t.Fatal(err)
+		}
+		if n != SchemaVersion() || v != SchemaVersion() {
+			t.Fatalf("schema_migrations: %d rows, version %d; want %d", n, v, SchemaVersion())
+		}
+		db.Close()
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "livehooks.db")
+	db := openTest(t, path, Options{})
+	if _, err := db.write.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future', 0)`, SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := Open(ctx, Options{Path: path, Cipher: testCipher(t)})
+	if err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open of a newer schema: %v", err)
+	}
+}
+
+func TestMigrationFiles(t *testing.T) {
+	t.Parallel()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) == 0 || ms[0].version != 1 || ms[0].name != "0001_init" {
+		t.Fatalf("migrations %+v", ms)
+	}
+}
+
+func pragma(t *testing.T, db interface {
+	QueryRow(string, ...any) *sql.Row
+}, name string) string {
+	t.Helper()
+	var v string
+	if err := db.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestPragmas(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ opt, want string }{{"", "2"}, {"FULL", "2"}, {"normal", "1"}} {
+		db := openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{Synchronous: tc.opt})
+		for name, conn := range map[string]*sql.DB{"write": db.write, "read": db.read} {
+			if got := pragma(t, conn, "synchronous"); got != tc.want {
+				t.Errorf("Synchronous %q: %s connection has synchronous=%s, want %s", tc.opt, name, got, tc.want)
+			}
+			if got := pragma(t, conn, "foreign_keys"); got != "1" {
+				t.Errorf("%s connection: foreign_keys=%s", name, got)
+			}
+			if got := pragma(t, conn, "journal_mode"); got != "wal" {
+				t.Errorf("%s connection: journal_mode=%s", name, got)
+			}
+			if got := pragma(t, conn, "busy_timeout"); got != "5000" {
+				t.Errorf("%s connection: busy_timeout=%s", name, got)
+			}
+		}
+		if got := pragma(t, db.read, "query_only"); got != "1" {
+			t.Errorf("read pool: query_only=%s", got)
+		}
+	}
+	if _, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "x.db"), Cipher: testCipher(t), Synchronous: "OFF"}); err == nil {
+		t.Error("synchronous=OFF accepted")
+	}
+	if _, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "x.db")}); err == nil {
+		t.Error("Open without a cipher succeeded")
+	}
+}
+
+func TestPathWithURICharacters(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "a?b#c%d")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "livehooks.db")
+	db := openTest(t, path, Options{})
+	if err := db.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at %s: %v", path, err)
+	}
+}
+
+// fullScan matches a plan step that reads a whole table rather than an index
+// range (SQLite prints "SCAN t" or "SCAN t USING ... INDEX" for scans).
+var fullScan = regexp.MustCompile(`^SCAN (\w+)$`)
+
+func explain(t *testing.T, db *DB, q string, args ...any) []string {
+	t.Helper()
+	rows, err := db.write.Query("EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatalf("explain %s: %v", q, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return plan
+}
+
+// TestQueryPlans checks that the queries a large backlog would make slow go
+// through indexes, on an empty database and after ANALYZE of a populated one.
+func TestQueryPlans(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{})
+	c := testConfig("p1", "live")
+	cfg := &livehooks.CallbackConfig{ID: c.ID, ProjectID: "p1", PublishDomain: "d1.example.com", App: "*"}
+	now := micros(time.Now())
+	lo, hi := laneRange(c.ID)
+	type query struct {
+		name   string
+		sql    string
+		args   []any
+		want   []string // indexes the plan must use; "a|b" for either
+		scanOK []string // tables it may scan whole
+		sortOK bool     // it sorts a few rows (at most limit)
+	}
+	cCount, cPage, cArgs := findCallbacksSQL(livehooks.CallbackFilter{ProjectID: "p1", PublishDomain: "d1.example.com"})
+	dCount, dPage, dArgs := findDeliveriesSQL(livehooks.DeliveryFilter{ProjectID: "p1", ConfigID: c.ID, Status: livehooks.DeliveryFailed})
+	pCount, pPage, pArgs := findDeliveriesSQL(livehooks.DeliveryFilter{ProjectID: "p1"})
+	evAll, evAllArgs := findEventsSQL(cfg, time.Now().Add(-time.Hour), time.Now(), 10)
+	cfg2 := *cfg
+	cfg2.App = "live"
+	evApp, evAppArgs := findEventsSQL(&cfg2, time.Now().Add(-time.Hour), time.Now(), 10)
+	queries := []query{
+		{"lane deliveries", laneDeliveriesSQL, []any{"x/s", 0, 10}, []string{"deliveries_lane"}, nil, false},
+		{"claim lanes", claimLanesSQL, []any{"n", now, now, 10}, []string{"lanes_free", "lanes_leased"}, []string{"due"}, true},
+		{"renew leases", renewLeasesSQL, []any{now, "n"}, []string{"lanes_owner"}, nil, false},
+		{"release lanes", releaseLanesSQL, []any{"n"}, []string{"lanes_owner"}, nil, false},
+		{"match (tx)", stmtSQL[stmtMatch], []any{"p1", "d", "a"}, []string{"callbacks_match"}, nil, true},
+		{"match", matchCallbackSQL, []any{"p1", "d", "a"}, []string{"callbacks_match"}, nil, true},
+		{"upsert lane", stmtSQL[stmtUpsertLane], []any{"l", "c", now, "n", now}, nil, nil, false},
+		{"finish delivery", stmtSQL[stmtFinishDelivery], []any{1, "succeeded", now, now, 200, ""}, nil, nil, false},
+		{"event by uid", stmtSQL[stmtEventByUID], []any{"x"}, []string{"sqlite_autoindex_events_1"}, nil, false},
+		{"delete pending", deletePendingSQL, []any{lo, hi, c.ID}, []string{"deliveries_lane"}, nil, false},
+		{"fail pending", failPendingSQL, []any{lo, hi, c.ID, "r", now}, []string{"deliveries_lane"}, nil, false},
+		{"delete lanes", deleteConfigLanesSQL, []any{lo, hi, c.ID}, []string{"PRIMARY KEY (lane>? AND lane<?)"}, nil, false},
+		{"find delivery", findDeliverySQL, []any{1, "p1"}, nil, nil, false},
+		{"attempts", attemptsSQL, []any{1}, []string{"sqlite_autoindex_attempts_1"}, nil, false},
+		{"callbacks count", cCount, cArgs, []string{"callbacks_match"}, nil, false},
+		{"callbacks page", cPage, append(cArgs, 10, 0), nil, nil, false},
+		{"deliveries count by config", dCount, dArgs, []string{"deliveries_config"}, nil, false},
+		{"deliveries page by config", dPage, append(dArgs, 10, 0), []string{"deliveries_config"}, nil, false},
+		{"deliveries count by project", pCount, pArgs, []string{"deliveries_project"}, nil, false},
+		// With one project, scanning all deliveries newest first and stopping
+		// at the page is as good as the index: allowed while nothing is sorted.
+		{"deliveries page by project", pPage, append(pArgs, 10, 0), []string{"deliveries_project|SCAN d"}, []string{"d"}, false},
+		{"events of a domain", evAll, evAllArgs, []string{"events_replay|events_created"}, nil, false},
+		{"events of an app", evApp, evAppArgs, []string{"events_replay|events_created"}, nil, false},
+		{"purge deliveries", purgeDeliveriesSQL, []any{now, 100}, []string{"deliveries_final"}, nil, false},
+		{"purge events", purgeEventsSQL, []any{now, 100}, []string{"events_created", "deliveries_event"}, nil, false},
+		{"pending count", pendingCountSQL, nil, nil, []string{"lanes"}, false},
+	}
+	check := func(when string) {
+		for _, q := range queries {
+			plan := explain(t, db, q.sql, q.args...)
+			text := strings.Join(plan, "\n")
+		want:
+			for _, idx := range q.want {
+				for _, alt := range strings.Split(idx, "|") {
+					if strings.Contains(text, alt) {
+						continue want
+					}
+				}
+				t.Errorf("%s: %s: plan does not use %s:\n%s", when, q.name, idx, text)
+			}
+			// Pages are read in index order: never by sorting all matches.
+			if strings.Contains(text, "TEMP B-TREE") && !q.sortOK {
+				t.Errorf("%s: %s: plan sorts the matches:\n%s", when, q.name, text)
+			}
+			for _, step := range plan {
+				if m := fullScan.FindStringSubmatch(step); m != nil && !contains(q.scanOK, m[1]) {
+					t.Errorf("%s: %s: full scan of %s:\n%s", when, q.name, m[1], text)
+				}
+			}
+		}
+	}
+	check("empty")
+
+	// A backlog: one big lane, many small ones, finals, and a few configs.
+	for _, app := range []string{"live", "vod", "*"} {
+		cc := testConfig("p1", app)
+		if app == "live" {
+			cc.ID = c.ID
+		}
+		if err := db.CreateCallback(ctx, cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := db.Write(ctx, func(tx livehooks.OutboxTx) error {
+		var events []*livehooks.Event
+		for i := 0; i < 3000; i++ {
+			stream := "big"
+			if i%3 == 0 {
+				stream = "s" + newHexID()[:6]
+			}
+			events = append(events, &livehooks.Event{ProjectID: "p1", Type: livehooks.RecordFileComplete,
+				PublishDomain: "d1.example.com", App: []string{"live", "vod", "other"}[i%3], Stream: stream})
+		}
+		ds, err := tx.Enqueue(ctx, "n", time.Now(), events)
+		if err != nil {
+			return err
+		}
+		var results []livehooks.Result
+		for _, d := range ds[:500] {
+			results = append(results, livehooks.Result{Delivery: d, Outcome: livehooks.OutcomeSucceeded})
+		}
+		_, err = tx.Record(ctx, "n", time.Now(), results)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.write.Exec("ANALYZE"); err != nil {
+		t.Fatal(err)
+	}
+	check("after ANALYZE")
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
