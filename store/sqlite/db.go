@@ -96,13 +96,18 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		readConns = max(4, runtime.GOMAXPROCS(0))
 	}
 
-	base := "file:" + escapePath(opts.Path) + "?_txlock=immediate" +
-		fmt.Sprintf("&_pragma=busy_timeout(%d)", busy.Milliseconds()) +
+	// temp_store=MEMORY keeps statement journals (every upsert and
+	// RETURNING statement in a transaction has one) off the disk.
+	base := "file:" + escapePath(opts.Path) + "?" +
+		fmt.Sprintf("_pragma=busy_timeout(%d)", busy.Milliseconds()) +
 		"&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(" + sync + ")"
+		"&_pragma=synchronous(" + sync + ")" +
+		"&_pragma=temp_store(MEMORY)"
 
 	var err error
-	if db.write, err = sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)"); err != nil {
+	// BEGIN IMMEDIATE: a write transaction takes the lock when it starts, so
+	// it never fails half-way with SQLITE_BUSY upgrading a read lock.
+	if db.write, err = sql.Open("sqlite", base+"&_txlock=immediate&_pragma=journal_mode(WAL)"); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
 	}
 	db.write.SetMaxOpenConns(1)
@@ -187,14 +192,15 @@ func (db *DB) Close() error {
 }
 
 // writeTx runs fn in a write transaction (BEGIN IMMEDIATE on the single write
-// connection).
+// connection). The transaction is rolled back if fn fails or panics, so the
+// write connection is never left inside a transaction.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
+	defer tx.Rollback() // no-op after Commit
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {

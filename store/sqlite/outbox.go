@@ -99,6 +99,9 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 	)
 	nowUS := micros(now)
 	for _, e := range events {
+		if e == nil {
+			return nil, livehooks.Errorf(livehooks.EINVALID, "nil event")
+		}
 		if e.ID == "" {
 			e.ID = newHexID()
 		}
@@ -196,6 +199,9 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		depth = map[string]int{}
 	)
 	for _, d := range ds {
+		if d == nil {
+			return nil, livehooks.Errorf(livehooks.EINVALID, "nil delivery")
+		}
 		eventID := d.EventID
 		if eventID == "" && d.Event != nil {
 			eventID = d.Event.ID
@@ -376,10 +382,17 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// newHexID returns 32 random lowercase hex digits (an event id).
+// newHexID returns an event id: 32 lowercase hex digits, the first 12 the
+// Unix milliseconds and the rest random, so that ids sort by time and the
+// unique index grows at its end instead of being written all over.
 func newHexID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b[:])
 }
 

@@ -349,3 +349,38 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestWritePanicReleasesTheWriter(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{})
+	if err := db.CreateCallback(ctx, testConfig("p1", "live")); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("panic swallowed")
+			}
+		}()
+		_ = db.Write(ctx, func(tx livehooks.OutboxTx) error {
+			if _, err := tx.Enqueue(ctx, "n", time.Now(), []*livehooks.Event{{ProjectID: "p1", Type: livehooks.RecordFileComplete,
+				PublishDomain: "d1.example.com", App: "live", Stream: "s"}}); err != nil {
+				t.Error(err)
+			}
+			panic("boom")
+		})
+	}()
+	done := make(chan error, 1)
+	go func() { done <- db.Write(ctx, func(livehooks.OutboxTx) error { return nil }) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write connection is stuck after a panic in Write")
+	}
+	if n, err := db.PendingCount(ctx); err != nil || n != 0 {
+		t.Fatalf("pending after a panicked Write = %d, %v; want 0", n, err)
+	}
+}
