@@ -125,7 +125,7 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		if m.id == "" || m.disabled || m.subs&eventBit(e.Type) == 0 {
 			continue
 		}
-		d, err := t.insertDelivery(ctx, node, now, newWebhookID(), e.ProjectID, m.id, pk, e, depth)
+		d, err := t.insertDelivery(ctx, node, now, livehooks.WebhookID(e.ID, m.id), e.ProjectID, m.id, pk, e, depth)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: enqueue: %w", err)
 		}
@@ -190,7 +190,7 @@ func (t *outboxTx) insertDelivery(ctx context.Context, node string, now time.Tim
 
 // Requeue adds a new pending delivery for each of ds at the tail of its lane.
 // Each d names its config (ConfigID) and event (EventID, or Event.ID); its
-// WebhookID is kept (a fresh one is made when empty). The rest is read from
+// WebhookID is kept (livehooks.WebhookID of the event and config when empty). The rest is read from
 // the database. The config must exist in the event's project and be enabled.
 // Requeue does not check the subscription: the caller chose these events.
 func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds []*livehooks.Delivery) ([]*livehooks.Delivery, error) {
@@ -225,7 +225,7 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		}
 		webhookID := d.WebhookID
 		if webhookID == "" {
-			webhookID = newWebhookID()
+			webhookID = livehooks.WebhookID(e.ID, d.ConfigID)
 		}
 		nd, err := t.insertDelivery(ctx, node, now, webhookID, e.ProjectID, d.ConfigID, pk, e, depth)
 		if err != nil {
@@ -395,6 +395,3 @@ func newHexID() string {
 	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b[:])
 }
-
-// newWebhookID returns an idempotency id for a delivery: msg_ and 32 hex.
-func newWebhookID() string { return "msg_" + newHexID() }

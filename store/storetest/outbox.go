@@ -33,6 +33,7 @@ var outboxTests = map[string]func(t *testing.T, s livehooks.Store){
 		if d.ID <= 0 || !webhookID.MatchString(d.WebhookID) {
 			t.Fatalf("delivery id %d, webhook id %q", d.ID, d.WebhookID)
 		}
+		equal(t, "WebhookID", d.WebhookID, livehooks.WebhookID(done.ID, c.ID))
 		equal(t, "ProjectID", d.ProjectID, "p1")
 		equal(t, "ConfigID", d.ConfigID, c.ID)
 		equal(t, "Lane", d.Lane, livehooks.LaneKey(c.ID, "s1"))
@@ -273,11 +274,11 @@ var outboxTests = map[string]func(t *testing.T, s livehooks.Store){
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Without a WebhookID it is livehooks.WebhookID(event, config).
 		rp := requeue(t, s, "A", at(12), &livehooks.Delivery{ConfigID: c.ID, EventID: es[0].ID})
 		equal(t, "replayed", len(rp), 1)
-		if !webhookID.MatchString(rp[0].WebhookID) || rp[0].WebhookID == orig.WebhookID {
-			t.Fatalf("replay webhook id %q, want a fresh one", rp[0].WebhookID)
-		}
+		equal(t, "replay webhook id", rp[0].WebhookID, livehooks.WebhookID(es[0].ID, c.ID))
+		equal(t, "replay webhook id is the original's", rp[0].WebhookID, orig.WebhookID)
 
 		// Unknown event or config, or a config of another project, fail.
 		err = s.Write(ctx, func(tx livehooks.OutboxTx) error {
