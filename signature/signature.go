@@ -105,9 +105,9 @@ func Verify(signType, key, authSign string, authTimestamp int64, f Fields, now t
 	return nil
 }
 
-// body is the part of a callback message that VerifyBody reads. Pointers tell
-// an absent field from an empty one.
-type body struct {
+// message is the part of a callback body that VerifyBody reads. Pointers
+// tell an absent field from an empty one.
+type message struct {
 	EventType     string           `json:"event_type"`
 	PublishDomain string           `json:"publish_domain"`
 	App           string           `json:"app"`
@@ -123,9 +123,9 @@ type body struct {
 // Verify. It returns ErrMalformed when body is not a JSON object of the
 // expected field types or auth_timestamp is not an integer JSON number, and
 // ErrUnsigned when auth_sign is absent.
-func VerifyBody(signType, key string, b []byte, now time.Time) error {
-	var m body
-	if err := json.Unmarshal(b, &m); err != nil {
+func VerifyBody(signType, key string, body []byte, now time.Time) error {
+	var m message
+	if err := json.Unmarshal(body, &m); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if m.AuthSign == nil {
