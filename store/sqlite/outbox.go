@@ -19,6 +19,11 @@ const MaxResponse = 1024
 // Write runs fn in one write transaction (BEGIN IMMEDIATE). fn must only use
 // tx: the single write connection is busy until fn returns, so a call to
 // another writing method of db from inside fn would wait for itself.
+//
+// A method of tx that fails with a domain error (EINVALID, ENOTFOUND) has
+// written nothing, so a group committer may drop that caller's operation and
+// go on with the others in the same transaction; after any other error fn
+// must return it (the transaction is rolled back).
 func (db *DB) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		return fn(&outboxTx{db: db, tx: tx, ctx: ctx})
@@ -102,6 +107,8 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		if e == nil {
 			return nil, livehooks.Errorf(livehooks.EINVALID, "nil event")
 		}
+	}
+	for _, e := range events {
 		if e.ID == "" {
 			e.ID = newHexID()
 		}
@@ -190,14 +197,20 @@ func (t *outboxTx) insertDelivery(ctx context.Context, node string, now time.Tim
 
 // Requeue adds a new pending delivery for each of ds at the tail of its lane.
 // Each d names its config (ConfigID) and event (EventID, or Event.ID); its
-// WebhookID is kept (livehooks.WebhookID of the event and config when empty). The rest is read from
-// the database. The config must exist in the event's project and be enabled.
-// Requeue does not check the subscription: the caller chose these events.
+// WebhookID is kept (livehooks.WebhookID of the event and config when empty).
+// The rest is read from the database. The config must exist in the event's
+// project and be enabled. Requeue does not check the subscription: the caller
+// chose these events. Every d is checked before anything is written, so a
+// domain error (ENOTFOUND, EINVALID) leaves the transaction untouched.
 func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds []*livehooks.Delivery) ([]*livehooks.Delivery, error) {
-	var (
-		out   []*livehooks.Delivery
-		depth = map[string]int{}
-	)
+	type item struct {
+		pk        int64
+		event     *livehooks.Event
+		configID  string
+		webhookID string
+	}
+	items := make([]item, 0, len(ds))
+	configs := map[string]error{} // config id → why it takes no delivery, nil when it does
 	for _, d := range ds {
 		if d == nil {
 			return nil, livehooks.Errorf(livehooks.EINVALID, "nil delivery")
@@ -212,22 +225,36 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		} else if err != nil {
 			return nil, fmt.Errorf("sqlite: requeue: %w", err)
 		}
-		var project, reason string
-		err = t.stmt(stmtConfigState).QueryRowContext(ctx, d.ConfigID).Scan(&project, &reason)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && project != e.ProjectID {
-			return nil, errNotFound(d.ConfigID)
-		} else if err != nil {
-			return nil, fmt.Errorf("sqlite: requeue: %w", err)
+		cerr, ok := configs[d.ConfigID+"\x00"+e.ProjectID]
+		if !ok {
+			var project, reason string
+			err = t.stmt(stmtConfigState).QueryRowContext(ctx, d.ConfigID).Scan(&project, &reason)
+			switch {
+			case errors.Is(err, sql.ErrNoRows) || err == nil && project != e.ProjectID:
+				cerr = errNotFound(d.ConfigID)
+			case err != nil:
+				return nil, fmt.Errorf("sqlite: requeue: %w", err)
+			case reason != "":
+				cerr = livehooks.Errorf(livehooks.EINVALID, "callback configuration %s is disabled (%s): update it to enable it again",
+					truncate(d.ConfigID, 64), reason)
+			}
+			configs[d.ConfigID+"\x00"+e.ProjectID] = cerr
 		}
-		if reason != "" {
-			return nil, livehooks.Errorf(livehooks.EINVALID, "callback configuration %s is disabled (%s): update it to enable it again",
-				truncate(d.ConfigID, 64), reason)
+		if cerr != nil {
+			return nil, cerr
 		}
 		webhookID := d.WebhookID
 		if webhookID == "" {
 			webhookID = livehooks.WebhookID(e.ID, d.ConfigID)
 		}
-		nd, err := t.insertDelivery(ctx, node, now, webhookID, e.ProjectID, d.ConfigID, pk, e, depth)
+		items = append(items, item{pk, e, d.ConfigID, webhookID})
+	}
+	var (
+		out   []*livehooks.Delivery
+		depth = map[string]int{}
+	)
+	for _, it := range items {
+		nd, err := t.insertDelivery(ctx, node, now, it.webhookID, it.event.ProjectID, it.configID, it.pk, it.event, depth)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: requeue: %w", err)
 		}
@@ -254,16 +281,18 @@ var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
 // are no longer pending change nothing. It returns one state per result, in
 // order: the state of the result's lane once all results are recorded.
 func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, results []livehooks.Result) ([]livehooks.LaneState, error) {
-	states := make([]livehooks.LaneState, len(results))
-	nowUS := micros(now)
-	for i, r := range results {
+	for _, r := range results {
 		if r.Delivery == nil {
 			return nil, livehooks.Errorf(livehooks.EINVALID, "result without a delivery")
 		}
-		status, ok := outcomeStatus[r.Outcome]
-		if !ok {
+		if _, ok := outcomeStatus[r.Outcome]; !ok {
 			return nil, livehooks.Errorf(livehooks.EINVALID, "unknown outcome %d", r.Outcome)
 		}
+	}
+	states := make([]livehooks.LaneState, len(results))
+	nowUS := micros(now)
+	for i, r := range results {
+		status := outcomeStatus[r.Outcome]
 		states[i].Lane = r.Delivery.Lane
 		if states[i].Lane == "" {
 			states[i].Lane = livehooks.LaneKey(r.Delivery.ConfigID, r.Delivery.Stream)

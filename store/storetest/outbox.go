@@ -304,6 +304,27 @@ var outboxTests = map[string]func(t *testing.T, s livehooks.Store){
 			t.Fatal("requeue to a disabled config succeeded")
 		}
 	},
+	"DomainErrorsWriteNothing": func(t *testing.T, s livehooks.Store) {
+		// A group committer drops an operation that fails with a domain error
+		// and commits the rest of the batch: such an error must have written
+		// nothing.
+		create(t, s, config("p1", "d1.example.com", "live"))
+		ds := enqueue(t, s, "A", at(0), event("live", "s1", livehooks.RecordFileComplete))
+		write(t, s, func(tx livehooks.OutboxTx) error {
+			_, err := tx.Requeue(ctx, "A", at(1), []*livehooks.Delivery{ds[0], {ConfigID: ds[0].ConfigID, EventID: newID()}})
+			wantCode(t, err, livehooks.ENOTFOUND)
+			_, err = tx.Record(ctx, "A", at(1), []livehooks.Result{succeeded(ds[0], at(1)), {}})
+			wantCode(t, err, livehooks.EINVALID)
+			_, err = tx.Enqueue(ctx, "A", at(1), []*livehooks.Event{event("live", "s2", livehooks.RecordFileComplete), nil})
+			wantCode(t, err, livehooks.EINVALID)
+			return nil
+		})
+		equal(t, "pending", pending(t, s), 1)
+		d := findDelivery(t, s, "p1", ds[0].ID)
+		equal(t, "status", d.Status, livehooks.DeliveryPending)
+		equal(t, "attempts", len(d.AttemptsList), 0)
+		equalSlice(t, "lane", ids(laneDeliveries(t, s, ds[0].Lane)), ids(ds))
+	},
 	"GoneDisablesConfig": func(t *testing.T, s livehooks.Store) {
 		c := create(t, s, config("p1", "d1.example.com", "live"))
 		other := create(t, s, config("p1", "d1.example.com", "vod"))
