@@ -1,8 +1,11 @@
 package sqlite
 
 import (
+	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -100,4 +103,97 @@ func BenchmarkRecord(b *testing.B) {
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "results/s")
 		})
 	}
+}
+
+// BenchmarkBacklog measures the dispatcher's and the log's reads against a
+// backlog of pending deliveries (LIVEHOOKS_BENCH_BACKLOG, default 200000, in
+// 1000 lanes), built with bulk SQL. Run with -benchtime=100x or so; building
+// 1,000,000 rows takes a while.
+func BenchmarkBacklog(b *testing.B) {
+	rows := 200000
+	if v := os.Getenv("LIVEHOOKS_BENCH_BACKLOG"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows = n
+	}
+	db := openTest(b, filepath.Join(b.TempDir(), "bench.db"), Options{Synchronous: "NORMAL"})
+	c := testConfig("p1", "live")
+	if err := db.CreateCallback(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	start := time.Now()
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{
+			`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < ?1)
+			 INSERT INTO events (uid, project_id, type, publish_domain, app, stream, occurred_at, created_at)
+			 SELECT printf('%032x', i), 'p1', 'RECORD_FILE_COMPLETE', 'd1.example.com', 'live', 's' || (i % 1000), ?2, ?2 FROM n`,
+			`INSERT INTO deliveries (webhook_id, project_id, config_id, lane, event_pk, event_type, stream, status, next_attempt, created_at, updated_at)
+			 SELECT 'msg_' || uid, project_id, ?3, ?3 || '/' || stream, pk, type, stream, 'pending', ?2, ?2, ?2 FROM events ORDER BY pk`,
+			`INSERT INTO lanes (lane, config_id, pending, next_at, owner, lease_until)
+			 SELECT lane, ?3, COUNT(*), ?2, NULL, 0 FROM deliveries GROUP BY lane`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, rows, micros(now), c.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.write.Exec("ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("backlog of %d pending deliveries built in %v", rows, time.Since(start).Round(time.Millisecond))
+	lane := livehooks.LaneKey(c.ID, "s7")
+
+	b.Run("PendingCount", func(b *testing.B) {
+		for b.Loop() {
+			if n, err := db.PendingCount(ctx); err != nil || n != int64(rows) {
+				b.Fatal(n, err)
+			}
+		}
+	})
+	b.Run("LaneDeliveries", func(b *testing.B) {
+		for b.Loop() {
+			if ds, err := db.LaneDeliveries(ctx, lane, 0, 100); err != nil || len(ds) == 0 {
+				b.Fatal(len(ds), err)
+			}
+		}
+	})
+	b.Run("ClaimAndReleaseLanes", func(b *testing.B) {
+		for b.Loop() {
+			if ls, err := db.ClaimLanes(ctx, "n", now.Add(time.Second), time.Minute, 10); err != nil || len(ls) != 10 {
+				b.Fatal(len(ls), err)
+			}
+			if err := db.ReleaseLanes(ctx, "n"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("FindDeliveriesPage", func(b *testing.B) {
+		for b.Loop() {
+			if ds, _, err := db.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p1", ConfigID: c.ID, Limit: 20}); err != nil || len(ds) != 20 {
+				b.Fatal(len(ds), err)
+			}
+		}
+	})
+	b.Run("Enqueue100", func(b *testing.B) {
+		events := make([]*livehooks.Event, 100)
+		for b.Loop() {
+			for i := range events {
+				events[i] = &livehooks.Event{ProjectID: "p1", Type: livehooks.RecordFileComplete,
+					PublishDomain: "d1.example.com", App: "live", Stream: fmt.Sprintf("s%d", i*10)}
+			}
+			if err := db.Write(ctx, func(tx livehooks.OutboxTx) error {
+				_, err := tx.Enqueue(ctx, "n", time.Now(), events)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
