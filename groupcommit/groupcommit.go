@@ -43,6 +43,7 @@ const (
 	opRequeue
 	opRecord
 	opDefer
+	opApply
 )
 
 type op struct {
@@ -52,8 +53,14 @@ type op struct {
 	results    []livehooks.Result
 	lane       string
 	until      time.Time
+	apply      ApplyFunc
 	done       chan opResult
 }
+
+// ApplyFunc runs inside a batch's transaction and returns the deliveries its
+// enqueues produced (to dispatch after the commit). It must not do slow I/O:
+// every other writer of the batch waits for it.
+type ApplyFunc func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error)
 
 type opResult struct {
 	effect Effect
@@ -139,6 +146,16 @@ func (c *Committer) Defer(ctx context.Context, lane string, until time.Time) err
 	return err
 }
 
+// Node returns the node id the committer writes as.
+func (c *Committer) Node() string { return c.opts.Node }
+
+// Apply runs fn in a batched transaction: a state change and the events it
+// produces commit together (the recording state machine uses it).
+func (c *Committer) Apply(ctx context.Context, fn ApplyFunc) error {
+	_, err := c.submit(ctx, &op{kind: opApply, apply: fn})
+	return err
+}
+
 // Run commits batches until ctx is done and the queue is drained; writes
 // submitted after that fail with ErrClosed.
 func (c *Committer) Run(ctx context.Context) {
@@ -198,6 +215,8 @@ func (c *Committer) commit(batch []*op) {
 			case opRecord:
 				effects[i].Results = o.results
 				effects[i].Lanes, err = tx.Record(ctx, c.opts.Node, now, o.results)
+			case opApply:
+				effects[i].Enqueued, err = o.apply(ctx, tx, now)
 			case opDefer:
 				var st livehooks.LaneState
 				st, err = tx.Defer(ctx, c.opts.Node, o.lane, o.until)

@@ -1,0 +1,123 @@
+package livehooks
+
+import (
+	"context"
+	"time"
+)
+
+// StreamKey identifies one live stream.
+type StreamKey struct {
+	ProjectID     string
+	PublishDomain string
+	App           string
+	Stream        string
+}
+
+// Stream states of the recording model (SPEC §3).
+const (
+	StreamLive   = "live"   // publishing; a file is being recorded
+	StreamPaused = "paused" // the publisher stopped; RECORD_OVER at OverAt unless it comes back
+	StreamOver   = "over"   // the task ended
+)
+
+// StreamState is the recording state of one stream, kept in the store so that
+// it and its timers survive a restart.
+type StreamState struct {
+	StreamKey
+	State  string
+	TaskID string
+	// JobID is the file being recorded ("" when none is open); FileSeq counts
+	// the task's files.
+	JobID         string
+	FileSeq       int
+	FileStartedAt time.Time
+	PublishedAt   time.Time
+	// OverAt is when a paused task ends with RECORD_OVER (zero when not paused).
+	OverAt time.Time
+	// NextFileAt is when RECORD_NEW_FILE_START for the next file is due (zero
+	// when none is pending). It is delayed a little after a file completes, so
+	// that a publish_done arriving just after the last record_done does not
+	// announce a file that never comes.
+	NextFileAt time.Time
+	UpdatedAt  time.Time
+}
+
+// NextTimer returns the earliest pending timer, or zero.
+func (s *StreamState) NextTimer() time.Time {
+	switch {
+	case s.OverAt.IsZero():
+		return s.NextFileAt
+	case s.NextFileAt.IsZero() || s.OverAt.Before(s.NextFileAt):
+		return s.OverAt
+	}
+	return s.NextFileAt
+}
+
+// StreamTx is the part of a write transaction that keeps recording state.
+type StreamTx interface {
+	// Stream returns the state of a stream, nil when it has none.
+	Stream(ctx context.Context, key StreamKey) (*StreamState, error)
+	// PutStream stores a stream's state (insert or replace). The store keeps
+	// NextTimer() indexed for DueStreams.
+	PutStream(ctx context.Context, s *StreamState) error
+}
+
+// DomainSettings are the recording settings of one publish domain.
+type DomainSettings struct {
+	ProjectID     string `json:"-"`
+	PublishDomain string `json:"publish_domain"`
+	// RecordFormat of the recorder's files: FLV, MP4 or HLS (default FLV).
+	RecordFormat string `json:"record_format"`
+	// DownloadURLTemplate builds download_url; placeholders {domain} {app}
+	// {stream} {file} {job_id}. Ignored when Storage is set.
+	DownloadURLTemplate string `json:"download_url_template,omitempty"`
+	// PlayURLTemplate builds play_url: {domain} {app} {stream}.
+	PlayURLTemplate string `json:"play_url_template,omitempty"`
+	// MaxPause is the maximum stream pause length (default 30 s): a republish
+	// within it continues the task.
+	MaxPause time.Duration `json:"-"`
+	// RejectUnknownStreams makes on_publish refuse streams of apps that have
+	// no callback config (nginx-rtmp on_publish, SRS on_publish).
+	RejectUnknownStreams bool `json:"reject_unknown_streams,omitempty"`
+	// Storage, when set, uploads finished files to S3-compatible storage and
+	// uses the object URL as download_url.
+	Storage *StorageSettings `json:"storage,omitempty"`
+	CreateTime time.Time `json:"-"`
+	UpdateTime time.Time `json:"-"`
+}
+
+// StorageSettings locate an S3-compatible bucket.
+type StorageSettings struct {
+	Endpoint  string `json:"endpoint"` // host[:port]
+	Secure    bool   `json:"secure"`   // https
+	Region    string `json:"region,omitempty"`
+	Bucket    string `json:"bucket"`
+	Prefix    string `json:"prefix,omitempty"`
+	AccessKey string `json:"access_key"`
+	// SecretKey is encrypted at rest and never returned by the API.
+	SecretKey string `json:"-"`
+	// Presign makes download_url a presigned GET URL valid for PresignExpiry.
+	Presign       bool          `json:"presign,omitempty"`
+	PresignExpiry time.Duration `json:"-"`
+	// PublicURL, when set, replaces scheme://endpoint/bucket in object URLs
+	// (a CDN in front of the bucket).
+	PublicURL string `json:"public_url,omitempty"`
+}
+
+// DefaultMaxPause is the default maximum stream pause length.
+const DefaultMaxPause = 30 * time.Second
+
+// DomainStore keeps per-domain recording settings.
+type DomainStore interface {
+	// PutDomain stores (inserts or replaces) a domain's settings.
+	PutDomain(ctx context.Context, d *DomainSettings) error
+	// FindDomain returns a domain's settings; ENOTFOUND when it has none.
+	FindDomain(ctx context.Context, projectID, domain string) (*DomainSettings, error)
+	// FindDomains lists a project's domains, ordered by domain.
+	FindDomains(ctx context.Context, projectID string) ([]*DomainSettings, error)
+	// DeleteDomain removes a domain's settings; ENOTFOUND when it has none.
+	DeleteDomain(ctx context.Context, projectID, domain string) error
+	// DueStreams returns up to limit streams whose next timer is at or
+	// before now, earliest first.
+	DueStreams(ctx context.Context, now time.Time, limit int) ([]StreamKey, error)
+}
