@@ -39,6 +39,9 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/{project_id}/record/deliveries/{delivery_id}", true, s.handleShowDelivery(), true},
 		{"POST", "/v1/{project_id}/record/deliveries/{delivery_id}/retry", true, s.handleRetryDelivery(), true},
 
+		// Media-server hooks, authenticated by the project's ingest secret.
+		{"POST", "/hooks/{source}/{project_id}", false, s.handleHook(), false},
+
 		{"GET", "/healthz", false, s.handleHealthz(), false},
 		{"GET", "/readyz", false, s.handleReadyz(), false},
 		{"GET", "/metrics", false, s.handleMetrics(), false},

@@ -49,23 +49,30 @@ type Config struct {
 	Outbox   livehooks.Outbox
 	Requeuer Requeuer
 	Sender   livehooks.Sender
+
+	// Hooks are the media-server adapters by source name ("nginx-rtmp",
+	// "srs", "mediamtx"), served at /hooks/{source}/{project_id}.
+	Hooks         map[string]http.Handler
+	IngestSecrets IngestSecrets
 }
 
 // Server is the HTTP API. It implements http.Handler.
 type Server struct {
-	callbacks livehooks.CallbackStore
-	auth      Authenticator
-	dev       bool
-	logger    *slog.Logger
-	clock     livehooks.Clock
-	hostname  string
-	ready     func(ctx context.Context) error
-	metrics   http.Handler
-	ingester  livehooks.Ingester
-	outbox    livehooks.Outbox
-	requeuer  Requeuer
-	sender    livehooks.Sender
-	handler   http.Handler
+	callbacks     livehooks.CallbackStore
+	auth          Authenticator
+	dev           bool
+	logger        *slog.Logger
+	clock         livehooks.Clock
+	hostname      string
+	ready         func(ctx context.Context) error
+	metrics       http.Handler
+	ingester      livehooks.Ingester
+	outbox        livehooks.Outbox
+	requeuer      Requeuer
+	sender        livehooks.Sender
+	hooks         map[string]http.Handler
+	ingestSecrets IngestSecrets
+	handler       http.Handler
 }
 
 // NewServer returns the API server for cfg.
@@ -77,18 +84,20 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, errors.New("api: Config.Auth is required unless Dev is set")
 	}
 	s := &Server{
-		callbacks: cfg.Callbacks,
-		auth:      cfg.Auth,
-		dev:       cfg.Dev,
-		logger:    cfg.Logger,
-		clock:     cfg.Clock,
-		hostname:  cfg.Hostname,
-		ready:     cfg.Ready,
-		metrics:   cfg.Metrics,
-		ingester:  cfg.Ingester,
-		outbox:    cfg.Outbox,
-		requeuer:  cfg.Requeuer,
-		sender:    cfg.Sender,
+		callbacks:     cfg.Callbacks,
+		auth:          cfg.Auth,
+		dev:           cfg.Dev,
+		logger:        cfg.Logger,
+		clock:         cfg.Clock,
+		hostname:      cfg.Hostname,
+		ready:         cfg.Ready,
+		metrics:       cfg.Metrics,
+		ingester:      cfg.Ingester,
+		outbox:        cfg.Outbox,
+		requeuer:      cfg.Requeuer,
+		sender:        cfg.Sender,
+		hooks:         cfg.Hooks,
+		ingestSecrets: cfg.IngestSecrets,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
