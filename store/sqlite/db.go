@@ -97,12 +97,15 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 
 	// temp_store=MEMORY keeps statement journals (every upsert and
-	// RETURNING statement in a transaction has one) off the disk.
+	// RETURNING statement in a transaction has one) off the disk;
+	// journal_size_limit truncates the WAL after a checkpoint that emptied it
+	// when a burst made it grow past 64 MiB.
 	base := "file:" + escapePath(opts.Path) + "?" +
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busy.Milliseconds()) +
 		"&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(" + sync + ")" +
-		"&_pragma=temp_store(MEMORY)"
+		"&_pragma=temp_store(MEMORY)" +
+		"&_pragma=journal_size_limit(67108864)"
 
 	var err error
 	// BEGIN IMMEDIATE: a write transaction takes the lock when it starts, so

@@ -384,3 +384,47 @@ func TestWritePanicReleasesTheWriter(t *testing.T) {
 		t.Fatalf("pending after a panicked Write = %d, %v; want 0", n, err)
 	}
 }
+
+// TestReadersDoNotBlockTheWriter holds a read transaction open on the read
+// pool while the writer commits, then checks the reader still sees its
+// snapshot and a new read sees the write.
+func TestReadersDoNotBlockTheWriter(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{})
+	if err := db.CreateCallback(ctx, testConfig("p1", "live")); err != nil {
+		t.Fatal(err)
+	}
+	rtx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtx.Rollback()
+	count := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		var n int
+		if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(rtx); n != 0 {
+		t.Fatalf("deliveries = %d", n)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err = db.Write(wctx, func(tx livehooks.OutboxTx) error {
+		_, err := tx.Enqueue(wctx, "n", time.Now(), []*livehooks.Event{{ProjectID: "p1", Type: livehooks.RecordFileComplete,
+			PublishDomain: "d1.example.com", App: "live", Stream: "s"}})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Write while a reader is open: %v", err)
+	}
+	if n := count(rtx); n != 0 {
+		t.Fatalf("the open read transaction sees %d deliveries, want its snapshot (0)", n)
+	}
+	if n := count(db.read); n != 1 {
+		t.Fatalf("a new read sees %d deliveries, want 1", n)
+	}
+}
