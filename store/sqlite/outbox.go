@@ -335,7 +335,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 			continue
 		}
 		var pending int
-		err = t.stmt(stmtLaneDone).QueryRowContext(ctx, lane).Scan(&pending, new(sql.NullString))
+		err = t.stmt(stmtLaneDone).QueryRowContext(ctx, lane).Scan(&pending)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("sqlite: record: %w", err)
 		}

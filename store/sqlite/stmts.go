@@ -70,7 +70,7 @@ var stmtSQL = [numStmts]string{
 
 	stmtLaneRetry: `UPDATE lanes SET next_at = ?2, owner = NULL, lease_until = 0 WHERE lane = ?1`,
 
-	stmtLaneDone: `UPDATE lanes SET pending = pending - 1 WHERE lane = ? RETURNING pending, owner`,
+	stmtLaneDone: `UPDATE lanes SET pending = pending - 1 WHERE lane = ? RETURNING pending`,
 
 	stmtDeleteLane: `DELETE FROM lanes WHERE lane = ?`,
 

@@ -23,6 +23,11 @@ import (
 //   - times are kept to the microsecond and returned in UTC;
 //   - a zero or negative Limit (and FindEvents' limit) means livehooks.DefaultLimit;
 //   - Enqueue skips an event whose ID is already stored (idempotent ingest);
+//   - a delivery's WebhookID is livehooks.WebhookID(event, config), kept by
+//     Requeue;
+//   - an OutboxTx method that fails with EINVALID or ENOTFOUND wrote nothing
+//     (a group committer drops that operation and commits the others);
+//   - Record returns one LaneState per result: its lane's state after the call;
 //   - an exact-app config that is disabled or not subscribed to an event's type
 //     takes the event anyway (no fallback to the `*` config): it gets no delivery;
 //   - DeleteCallback keeps final deliveries for the log; Purge removes them;
