@@ -125,6 +125,9 @@ type DeliveryFilter struct {
 // calls in one transaction, so that durable acknowledgement costs one fsync per
 // batch, not one per event.
 type OutboxTx interface {
+	// StreamTx keeps recording state in the same transaction as the events
+	// it produces.
+	StreamTx
 	// Enqueue stores events and one pending delivery for each event and each
 	// config that matches it and subscribes to its type. A lane that did not
 	// exist is created owned by node. The returned deliveries are those whose
@@ -169,8 +172,9 @@ type Outbox interface {
 	FindDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, int, error)
 	// FindDelivery returns one delivery of a project with its attempts and event.
 	FindDelivery(ctx context.Context, projectID string, id int64) (*Delivery, error)
-	// FindEvents returns the events of a config's domain and app created in
-	// [since, until), oldest first, for replay; at most limit.
+	// FindEvents returns the events of a config's domain and app ingested in
+	// [since, until), oldest first, with IngestedAt set, for replay; at most
+	// limit.
 	FindEvents(ctx context.Context, c *CallbackConfig, since, until time.Time, limit int) ([]*Event, error)
 	// PendingCount returns the number of pending deliveries.
 	PendingCount(ctx context.Context) (int64, error)
@@ -183,6 +187,7 @@ type Outbox interface {
 type Store interface {
 	CallbackStore
 	Outbox
+	DomainStore
 	// Ping checks that the store can be reached (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -49,6 +49,9 @@ type Event struct {
 	Type      EventType //
 	// OccurredAt is when the event happened (ingest time unless the source says).
 	OccurredAt time.Time
+	// IngestedAt is when the store took the event (set on reads; replay
+	// ranges are in ingest time).
+	IngestedAt time.Time
 
 	PublishDomain string
 	App           string

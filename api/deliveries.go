@@ -237,7 +237,10 @@ func (s *Server) handleReplay() http.Handler {
 		if len(events) > MaxReplay {
 			events = events[:MaxReplay]
 			resp.Truncated = true
-			resp.NextSince = livehooks.FormatTime(events[len(events)-1].OccurredAt.Add(time.Second))
+			// Ingest times have microseconds, the parameter seconds: start the
+			// next call at the last event's second (its events may be sent
+			// twice, which webhook-id lets receivers ignore; none is skipped).
+			resp.NextSince = livehooks.FormatTime(events[len(events)-1].IngestedAt)
 		}
 		// A `*` config gets only the events of apps without their own config.
 		exact := map[string]bool{}

@@ -204,6 +204,7 @@ func (c *Committer) commit(batch []*op) {
 	// cancel the others' writes.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	failed := make([]error, len(batch))
 	err := c.outbox.Write(ctx, func(tx livehooks.OutboxTx) error {
 		for i, o := range batch {
 			var err error
@@ -223,6 +224,13 @@ func (c *Committer) commit(batch []*op) {
 				effects[i].Lanes = []livehooks.LaneState{st}
 			}
 			if err != nil {
+				// A store method that fails with a domain error wrote
+				// nothing: that caller gets its error, the others commit.
+				// An Apply may have written before failing: it fails all.
+				if code := livehooks.ErrorCode(err); o.kind != opApply && (code == livehooks.EINVALID || code == livehooks.ENOTFOUND) {
+					failed[i], effects[i] = err, Effect{}
+					continue
+				}
 				return err
 			}
 		}
@@ -241,6 +249,6 @@ func (c *Committer) commit(batch []*op) {
 	c.opts.Metrics.Commit(len(batch))
 	c.opts.OnCommit(effects)
 	for i, o := range batch {
-		o.done <- opResult{effect: effects[i]}
+		o.done <- opResult{effect: effects[i], err: failed[i]}
 	}
 }

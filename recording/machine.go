@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -21,12 +20,6 @@ import (
 type Committer interface {
 	Apply(ctx context.Context, fn groupcommit.ApplyFunc) error
 	Node() string
-}
-
-// Tx is what a transition writes: outbox and stream state.
-type Tx interface {
-	livehooks.OutboxTx
-	livehooks.StreamTx
 }
 
 // Options configure a Machine.
@@ -122,18 +115,12 @@ func (m *Machine) cachedSettings(ctx context.Context, projectID, domain string) 
 	return s
 }
 
-var errNoStreamTx = errors.New("recording: the store's transaction does not keep stream state")
-
 // transact loads a stream's state, lets fn change it, and commits the new
 // state with the events fn emitted, in one transaction.
 func (m *Machine) transact(ctx context.Context, key livehooks.StreamKey, fn func(s *step)) ([]*livehooks.Event, error) {
 	set := m.cachedSettings(ctx, key.ProjectID, key.PublishDomain)
 	var out []*livehooks.Event
-	err := m.o.Committer.Apply(ctx, func(ctx context.Context, otx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
-		tx, ok := otx.(Tx)
-		if !ok {
-			return nil, errNoStreamTx
-		}
+	err := m.o.Committer.Apply(ctx, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
 		st, err := tx.Stream(ctx, key)
 		if err != nil {
 			return nil, err
@@ -192,11 +179,7 @@ func (m *Machine) Ingest(ctx context.Context, events []*livehooks.Event) error {
 		}
 	}
 	node := m.o.Committer.Node()
-	err := m.o.Committer.Apply(ctx, func(ctx context.Context, otx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
-		tx, ok := otx.(Tx)
-		if !ok {
-			return nil, errNoStreamTx
-		}
+	err := m.o.Committer.Apply(ctx, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
 		states := map[livehooks.StreamKey]*livehooks.StreamState{}
 		for _, e := range events {
 			key := livehooks.StreamKey{ProjectID: e.ProjectID, PublishDomain: e.PublishDomain, App: e.App, Stream: e.Stream}

@@ -46,8 +46,10 @@ func (s *sim) run(fn func(*step)) {
 	}
 }
 
-func (s *sim) signal(k SignalKind, f *File) { s.run(func(st *step) { st.apply(Signal{Kind: k, File: f}) }) }
-func (s *sim) advance(d time.Duration)     { s.now = s.now.Add(d); s.run(func(st *step) { st.fireDue() }) }
+func (s *sim) signal(k SignalKind, f *File) {
+	s.run(func(st *step) { st.apply(Signal{Kind: k, File: f}) })
+}
+func (s *sim) advance(d time.Duration) { s.now = s.now.Add(d); s.run(func(st *step) { st.fireDue() }) }
 
 func (s *sim) want(lines ...string) {
 	s.t.Helper()

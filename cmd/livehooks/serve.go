@@ -25,6 +25,7 @@ import (
 	"github.com/livehooks/livehooks/delivery"
 	"github.com/livehooks/livehooks/groupcommit"
 	"github.com/livehooks/livehooks/metrics"
+	"github.com/livehooks/livehooks/recording"
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
@@ -197,6 +198,8 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Logger: logger, Metrics: m, PerDestination: o.perDestination, PollInterval: o.pollInterval,
 	})
 
+	machine := recording.New(recording.Options{Committer: committer, Domains: store, Logger: logger, Metrics: m})
+
 	cfg := api.Config{
 		Callbacks: store,
 		Dev:       o.dev,
@@ -204,7 +207,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Hostname:  hostname,
 		Ready:     store.Ping,
 		Metrics:   m.Handler(),
-		Ingester:  &ingester{committer: committer, metrics: m, source: "api"},
+		Ingester:  machine,
 		Outbox:    store,
 		Requeuer:  committer,
 		Sender:    sender,
@@ -241,6 +244,8 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
 	go purgeLoop(ctx, store, o.retention, logger)
+	// Recording timers fire only while the committer runs.
+	go machine.Run(commitCtx)
 	if file, ok := verifier.(*reloadingVerifier); ok {
 		go file.watch(ctx, logger)
 	}

@@ -28,7 +28,7 @@ func scanEvent(row scanner, extra ...any) (int64, *livehooks.Event, error) {
 	}
 	e.Type = livehooks.EventType(typ)
 	e.StartTime, e.EndTime = fromOptMicros(start), fromOptMicros(end)
-	e.OccurredAt = fromMicros(occurred)
+	e.OccurredAt, e.IngestedAt = fromMicros(occurred), fromMicros(created)
 	return pk, &e, nil
 }
 

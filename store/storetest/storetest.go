@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) livehooks.Store) {
 		{"Outbox", outboxTests},
 		{"Lanes", laneTests},
 		{"Log", logTests},
+		{"Recording", recordingTests},
 	}
 	for _, suite := range suites {
 		t.Run(suite.name, func(t *testing.T) {

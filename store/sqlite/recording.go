@@ -1,0 +1,182 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/livehooks/livehooks"
+)
+
+const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
+	file_started_at, published_at, over_at, next_file_at, updated_at`
+
+// Stream returns a stream's recording state, nil when it has none.
+func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*livehooks.StreamState, error) {
+	row := t.tx.QueryRowContext(ctx, `SELECT `+streamColumns+` FROM streams
+		WHERE project_id = ? AND publish_domain = ? AND app = ? AND stream = ?`,
+		key.ProjectID, key.PublishDomain, key.App, key.Stream)
+	var (
+		s                                  livehooks.StreamState
+		started, published, over, nextFile sql.NullInt64
+		updated                            int64
+	)
+	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
+		&started, &published, &over, &nextFile, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: load stream: %w", err)
+	}
+	s.FileStartedAt, s.PublishedAt = fromOptMicros(started), fromOptMicros(published)
+	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOptMicros(over), fromOptMicros(nextFile), fromMicros(updated)
+	return &s, nil
+}
+
+// PutStream stores a stream's recording state.
+func (t *outboxTx) PutStream(ctx context.Context, s *livehooks.StreamState) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT OR REPLACE INTO streams (`+streamColumns+`, next_timer)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ProjectID, s.PublishDomain, s.App, s.Stream, s.State, s.TaskID, s.JobID, s.FileSeq,
+		optMicros(s.FileStartedAt), optMicros(s.PublishedAt), optMicros(s.OverAt), optMicros(s.NextFileAt),
+		micros(s.UpdatedAt), optMicros(s.NextTimer()))
+	if err != nil {
+		return fmt.Errorf("sqlite: store stream: %w", err)
+	}
+	return nil
+}
+
+// DueStreams returns streams whose next timer is due, earliest first.
+func (db *DB) DueStreams(ctx context.Context, now time.Time, limit int) ([]livehooks.StreamKey, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT project_id, publish_domain, app, stream FROM streams
+		WHERE next_timer IS NOT NULL AND next_timer <= ? ORDER BY next_timer LIMIT ?`, micros(now), limitOrDefault(limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: due streams: %w", err)
+	}
+	defer rows.Close()
+	var keys []livehooks.StreamKey
+	for rows.Next() {
+		var k livehooks.StreamKey
+		if err := rows.Scan(&k.ProjectID, &k.PublishDomain, &k.App, &k.Stream); err != nil {
+			return nil, fmt.Errorf("sqlite: due streams: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// storedDomain is the JSON column of a domain: its settings without secrets,
+// with the durations in milliseconds.
+type storedDomain struct {
+	livehooks.DomainSettings
+	PresignExpiryMS int64 `json:"presign_expiry_ms,omitempty"`
+}
+
+// PutDomain stores a domain's recording settings, sealing the storage secret.
+func (db *DB) PutDomain(ctx context.Context, d *livehooks.DomainSettings) error {
+	sd := storedDomain{DomainSettings: *d}
+	var sealed []byte
+	if d.Storage != nil {
+		st := *d.Storage
+		sd.Storage = &st
+		sd.PresignExpiryMS = d.Storage.PresignExpiry.Milliseconds()
+		if st.SecretKey != "" {
+			var err error
+			if sealed, err = db.cipher.Seal([]byte(st.SecretKey)); err != nil {
+				return fmt.Errorf("sqlite: encrypt storage secret: %w", err)
+			}
+		}
+	}
+	body, err := json.Marshal(sd)
+	if err != nil {
+		return fmt.Errorf("sqlite: encode domain: %w", err)
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, storage_secret, create_time, update_time)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (project_id, publish_domain) DO UPDATE SET settings = excluded.settings,
+				max_pause_ms = excluded.max_pause_ms, storage_secret = excluded.storage_secret, update_time = excluded.update_time`,
+			d.ProjectID, d.PublishDomain, string(body), d.MaxPause.Milliseconds(), sealed, micros(d.CreateTime), micros(d.UpdateTime))
+		if err != nil {
+			return fmt.Errorf("sqlite: store domain: %w", err)
+		}
+		return nil
+	})
+}
+
+func (db *DB) scanDomain(row scanner) (*livehooks.DomainSettings, error) {
+	var (
+		project, body   string
+		maxPause        int64
+		sealed          []byte
+		created, update int64
+	)
+	if err := row.Scan(&project, &body, &maxPause, &sealed, &created, &update); err != nil {
+		return nil, err
+	}
+	var sd storedDomain
+	if err := json.Unmarshal([]byte(body), &sd); err != nil {
+		return nil, fmt.Errorf("sqlite: decode domain: %w", err)
+	}
+	d := sd.DomainSettings
+	d.ProjectID, d.MaxPause = project, time.Duration(maxPause)*time.Millisecond
+	d.CreateTime, d.UpdateTime = fromMicros(created), fromMicros(update)
+	if d.Storage != nil {
+		d.Storage.PresignExpiry = time.Duration(sd.PresignExpiryMS) * time.Millisecond
+		if sealed != nil {
+			secret, err := db.cipher.Open(sealed)
+			if err != nil {
+				return nil, fmt.Errorf("sqlite: decrypt storage secret of %s: %w", d.PublishDomain, err)
+			}
+			d.Storage.SecretKey = string(secret)
+		}
+	}
+	return &d, nil
+}
+
+const domainColumns = `project_id, settings, max_pause_ms, storage_secret, create_time, update_time`
+
+// FindDomain returns a domain's settings.
+func (db *DB) FindDomain(ctx context.Context, projectID, domain string) (*livehooks.DomainSettings, error) {
+	d, err := db.scanDomain(db.read.QueryRowContext(ctx, `SELECT `+domainColumns+` FROM domains
+		WHERE project_id = ? AND publish_domain = ?`, projectID, domain))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, livehooks.Errorf(livehooks.ENOTFOUND, "publish domain %s has no recording settings", domain)
+	}
+	return d, err
+}
+
+// FindDomains lists a project's domain settings, ordered by domain.
+func (db *DB) FindDomains(ctx context.Context, projectID string) ([]*livehooks.DomainSettings, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+domainColumns+` FROM domains WHERE project_id = ? ORDER BY publish_domain`, projectID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list domains: %w", err)
+	}
+	defer rows.Close()
+	var out []*livehooks.DomainSettings
+	for rows.Next() {
+		d, err := db.scanDomain(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DeleteDomain removes a domain's settings.
+func (db *DB) DeleteDomain(ctx context.Context, projectID, domain string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM domains WHERE project_id = ? AND publish_domain = ?`, projectID, domain)
+		if err != nil {
+			return fmt.Errorf("sqlite: delete domain: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return livehooks.Errorf(livehooks.ENOTFOUND, "publish domain %s has no recording settings", domain)
+		}
+		return nil
+	})
+}
