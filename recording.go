@@ -121,3 +121,9 @@ type DomainStore interface {
 	// before now, earliest first.
 	DueStreams(ctx context.Context, now time.Time, limit int) ([]StreamKey, error)
 }
+
+// Uploader puts a finished recording file into S3-compatible storage and
+// returns the URL for download_url (presigned when the settings ask).
+type Uploader interface {
+	Upload(ctx context.Context, s *StorageSettings, objectKey, path string) (url string, err error)
+}
