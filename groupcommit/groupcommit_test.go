@@ -1,0 +1,205 @@
+package groupcommit_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/aesgcm"
+	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/store/sqlite"
+)
+
+// countingStore counts transactions and can be made to fail them.
+type countingStore struct {
+	*sqlite.DB
+	writes atomic.Int64
+	fail   atomic.Bool
+}
+
+func (s *countingStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
+	s.writes.Add(1)
+	if s.fail.Load() {
+		return errors.New("disk I/O error")
+	}
+	return s.DB.Write(ctx, fn)
+}
+
+func hexID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *groupcommit.Committer, *livehooks.CallbackConfig) {
+	t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	c, _ := aesgcm.New(key)
+	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/gc.db", Cipher: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{DB: db}
+	cfg := &livehooks.CallbackConfig{ID: hexID(), ProjectID: "p", PublishDomain: "push.example.com", App: "live",
+		NotifyCallbackURL: "http://127.0.0.1:1/cb", NotifyEventSubscription: livehooks.EventTypes, SignType: "HMACSHA256",
+		CreateTime: time.Now(), UpdateTime: time.Now()}
+	if err := db.CreateCallback(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	gc := groupcommit.New(store, groupcommit.Options{Node: "n1", OnCommit: onCommit})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; db.Close() })
+	return store, gc, cfg
+}
+
+func ev(stream string) *livehooks.Event {
+	return &livehooks.Event{ID: hexID(), ProjectID: "p", Type: livehooks.RecordStart, PublishDomain: "push.example.com",
+		App: "live", Stream: stream, TaskID: "t", OccurredAt: time.Now()}
+}
+
+// TestConcurrentWritersShareTransactions: many concurrent enqueues commit in
+// far fewer transactions, each caller answered with its own deliveries.
+func TestConcurrentWritersShareTransactions(t *testing.T) {
+	store, gc, _ := setup(t, nil)
+	const n = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ds, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev(fmt.Sprintf("s%d", i))})
+			if err == nil && (len(ds) != 1 || ds[0].Stream != fmt.Sprintf("s%d", i)) {
+				err = fmt.Errorf("caller %d got %d deliveries", i, len(ds))
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := store.writes.Load(); w >= n {
+		t.Fatalf("%d transactions for %d writers: no grouping", w, n)
+	} else {
+		t.Logf("%d writers committed in %d transactions", n, w)
+	}
+	if pending, _ := store.PendingCount(context.Background()); pending != n {
+		t.Fatalf("pending %d, want %d", pending, n)
+	}
+}
+
+// TestEffectsInCommitOrder: effects reach OnCommit in the order the
+// operations ran, after their transaction committed.
+func TestEffectsInCommitOrder(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	var store *countingStore
+	store, gc, _ := setup(t, func(effects []groupcommit.Effect) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range effects {
+			for _, d := range e.Enqueued {
+				// Committed already: the delivery is readable.
+				if _, err := store.FindDelivery(context.Background(), "p", d.ID); err != nil {
+					panic(err)
+				}
+				seen = append(seen, d.Stream)
+			}
+		}
+	})
+	for i := range 20 {
+		if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev(fmt.Sprintf("s%02d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, s := range seen {
+		if s != fmt.Sprintf("s%02d", i) {
+			t.Fatalf("effects out of order: %v", seen)
+		}
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d effects", len(seen))
+	}
+}
+
+// TestFailingOperationFailsAlone: a domain error of one operation (retrying a
+// delivery of an unknown event) reaches its caller only.
+func TestFailingOperationFailsAlone(t *testing.T) {
+	_, gc, cfg := setup(t, nil)
+	var wg sync.WaitGroup
+	var badErr, goodErr error
+	for range 20 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := gc.Requeue(context.Background(), []*livehooks.Delivery{{ProjectID: "p", ConfigID: cfg.ID, EventID: hexID(), Lane: livehooks.LaneKey(cfg.ID, "x")}})
+			if err != nil {
+				badErr = err
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("ok")}); err != nil {
+				goodErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	if livehooks.ErrorCode(badErr) != livehooks.ENOTFOUND {
+		t.Fatalf("bad requeue: %v", badErr)
+	}
+	if goodErr != nil {
+		t.Fatalf("an enqueue in the same batch failed: %v", goodErr)
+	}
+}
+
+// TestStoreFailureIsUnavailable: when the store cannot write, every caller
+// gets EUNAVAILABLE (ingest answers 503) and nothing is acknowledged.
+func TestStoreFailureIsUnavailable(t *testing.T) {
+	store, gc, _ := setup(t, nil)
+	store.fail.Store(true)
+	_, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")})
+	if livehooks.ErrorCode(err) != livehooks.EUNAVAILABLE {
+		t.Fatalf("error %v", err)
+	}
+	store.fail.Store(false)
+	if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")}); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	if n, _ := store.PendingCount(context.Background()); n != 1 {
+		t.Fatalf("pending %d", n)
+	}
+}
+
+func TestClosedAfterRun(t *testing.T) {
+	key := make([]byte, 32)
+	c, _ := aesgcm.New(key)
+	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/gc.db", Cipher: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	gc := groupcommit.New(db, groupcommit.Options{Node: "n1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	gc.Run(ctx)
+	if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")}); !errors.Is(err, groupcommit.ErrClosed) {
+		t.Fatalf("after Run: %v", err)
+	}
+}
