@@ -107,3 +107,41 @@ func FuzzCallbackRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzIngestEvents feeds arbitrary bodies to the ingest decoder and validator:
+// every body is accepted as valid events or refused with EINVALID, never a
+// panic, and accepted events always pass the domain's validation.
+func FuzzIngestEvents(f *testing.F) {
+	for _, seed := range []string{
+		`{"event_type":"RECORD_START","publish_domain":"push.example.com","app":"live","stream":"cam1"}`,
+		`[{"event_type":"RECORD_FILE_COMPLETE","publish_domain":"p.example.com","app":"a","stream":"s","file_size":1,"start_time":"2020-03-08T14:10:25Z","end_time":"2020-03-08T14:12:25Z","record_format":"hls"}]`,
+		`[{"event_type":"RECORD_FAILED","publish_domain":"p.example.com","app":"a","stream":"s","error_message":"\u00e9"},{}]`,
+		`[]`, `{`, `[1]`, `{"file_size":1e99}`, `{"width":-1}`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		reqs, err := decodeEvents(body)
+		if err != nil {
+			if livehooks.ErrorCode(err) != livehooks.EINVALID {
+				t.Fatalf("decode error %v is not EINVALID", err)
+			}
+			return
+		}
+		for _, r := range reqs {
+			e, err := r.event("proj")
+			if err != nil {
+				if livehooks.ErrorCode(err) != livehooks.EINVALID {
+					t.Fatalf("validation error %v is not EINVALID", err)
+				}
+				continue
+			}
+			if err := e.Validate(); err != nil {
+				t.Fatalf("accepted event fails validation: %v", err)
+			}
+			if e.Message(nil) == nil {
+				t.Fatal("no message")
+			}
+		}
+	})
+}
