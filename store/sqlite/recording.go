@@ -14,11 +14,18 @@ import (
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
 	file_started_at, published_at, over_at, next_file_at, updated_at`
 
+// Every generic ingest reads and writes its streams' state inside the group
+// commit: both statements are prepared once (stmtStream, stmtPutStream).
+const (
+	streamSQL = `SELECT ` + streamColumns + ` FROM streams
+		WHERE project_id = ? AND publish_domain = ? AND app = ? AND stream = ?`
+	putStreamSQL = `INSERT OR REPLACE INTO streams (` + streamColumns + `, next_timer)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
 // Stream returns a stream's recording state, nil when it has none.
 func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*livehooks.StreamState, error) {
-	row := t.tx.QueryRowContext(ctx, `SELECT `+streamColumns+` FROM streams
-		WHERE project_id = ? AND publish_domain = ? AND app = ? AND stream = ?`,
-		key.ProjectID, key.PublishDomain, key.App, key.Stream)
+	row := t.stmt(stmtStream).QueryRowContext(ctx, key.ProjectID, key.PublishDomain, key.App, key.Stream)
 	var (
 		s                                  livehooks.StreamState
 		started, published, over, nextFile sql.NullInt64
@@ -38,8 +45,7 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 
 // PutStream stores a stream's recording state.
 func (t *outboxTx) PutStream(ctx context.Context, s *livehooks.StreamState) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT OR REPLACE INTO streams (`+streamColumns+`, next_timer)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.stmt(stmtPutStream).ExecContext(ctx,
 		s.ProjectID, s.PublishDomain, s.App, s.Stream, s.State, s.TaskID, s.JobID, s.FileSeq,
 		optMicros(s.FileStartedAt), optMicros(s.PublishedAt), optMicros(s.OverAt), optMicros(s.NextFileAt),
 		micros(s.UpdatedAt), optMicros(s.NextTimer()))

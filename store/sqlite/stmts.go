@@ -15,6 +15,8 @@ const (
 	stmtDeleteLane
 	stmtLaneState
 	stmtDeferLane
+	stmtStream
+	stmtPutStream
 	numStmts
 )
 
@@ -77,6 +79,10 @@ var stmtSQL = [numStmts]string{
 	stmtLaneState: `SELECT owner, pending FROM lanes WHERE lane = ?`,
 
 	stmtDeferLane: `UPDATE lanes SET owner = NULL, lease_until = 0, next_at = ?3 WHERE lane = ?1 AND owner = ?2`,
+
+	stmtStream: streamSQL,
+
+	stmtPutStream: putStreamSQL,
 }
 
 // Queries run once per call. They are constants so that the tests can check
