@@ -1,0 +1,380 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the JSON output of a bench run.
+type Report struct {
+	Machine Machine   `json:"machine"`
+	Started time.Time `json:"started"`
+	DB      string    `json:"db"`
+	Args    []string  `json:"args"`
+	Results []*Result `json:"results"`
+}
+
+// Machine describes where the figures were measured.
+type Machine struct {
+	CPUs      int    `json:"nproc"`
+	CPUModel  string `json:"cpu_model"`
+	MemoryMB  int64  `json:"memory_mb"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+}
+
+// Result is one scenario.
+type Result struct {
+	Scenario string         `json:"scenario"`
+	Params   map[string]any `json:"params"`
+	Error    string         `json:"error,omitempty"`
+
+	Livehooks *Phase `json:"livehooks,omitempty"`
+	// Healthy restricts the livehooks figures to the healthy destinations
+	// (dead10).
+	Healthy  *Phase `json:"healthy,omitempty"`
+	Baseline *Phase `json:"baseline,omitempty"`
+	// Backlog figures (backlog scenario).
+	Backlog *BacklogFigures `json:"backlog,omitempty"`
+
+	Ratios  map[string]float64    `json:"ratios_to_baseline,omitempty"`
+	Process map[string]phaseStats `json:"process,omitempty"` // livehooks RSS/CPU by phase
+	Samples []procSample          `json:"samples,omitempty"`
+	Metrics map[string]float64    `json:"livehooks_metrics,omitempty"`
+	Targets []Target              `json:"targets,omitempty"`
+	Notes   []string              `json:"notes,omitempty"`
+}
+
+// Phase is the figures of one load run against livehooks or the baseline.
+type Phase struct {
+	Sent     int64            `json:"sent"`
+	Acked    int64            `json:"acked"`
+	Requests int64            `json:"requests"`
+	Errors   map[string]int64 `json:"errors,omitempty"`
+	Behind   int64            `json:"sent_late"`
+	LoadSec  float64          `json:"load_s"`
+
+	IngestRate          float64 `json:"ingest_rate"`           // acknowledged events/s over the load
+	DeliveryRate        float64 `json:"delivery_rate"`         // first deliveries/s during the load
+	DeliveryRateOverall float64 `json:"delivery_rate_overall"` // first deliveries/s from start to the last delivery
+	Sustained           float64 `json:"sustained"`             // min(ingest, delivery during load)
+	Delivered           int64   `json:"delivered"`             // acknowledged events delivered at least once
+	Lost                int64   `json:"lost"`                  // acknowledged, never delivered after the drain wait
+	Duplicates          int64   `json:"duplicates"`            // extra receipts of a delivered event
+	OrderViolations     int64   `json:"order_violations"`      // first receipt of an event after a later one of its stream
+	WebhookIDMismatch   int64   `json:"webhook_id_mismatch"`   // webhook-id differs from msg_+sha256(event/config)
+	Unknown             int64   `json:"unknown_receipts"`
+	DrainSec            float64 `json:"drain_s"` // load end to the last delivery
+
+	Latency    Latency `json:"latency_ms"`     // intended send to first receipt
+	AckLatency Latency `json:"ack_latency_ms"` // intended send to 202
+}
+
+// Latency percentiles in milliseconds.
+type Latency struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+}
+
+// BacklogFigures describe the backlog scenario.
+type BacklogFigures struct {
+	Events       int64   `json:"events"`
+	BuildSec     float64 `json:"build_s"`
+	BuildRate    float64 `json:"build_rate"`
+	PendingPeak  float64 `json:"pending_peak"` // livehooks_deliveries_pending at the end of build-up
+	ResumeSec    float64 `json:"resume_s"`     // receivers up to the first delivery
+	DrainSec     float64 `json:"drain_s"`      // first to last delivery
+	DrainRate    float64 `json:"drain_rate"`   // deliveries/s while draining
+	Delivered    int64   `json:"delivered"`
+	Lost         int64   `json:"lost"`
+	Duplicates   int64   `json:"duplicates"`
+	RSSBuildMB   float64 `json:"rss_build_max_mb"`
+	RSSDrainMB   float64 `json:"rss_drain_max_mb"`
+	RSSStartMB   float64 `json:"rss_start_mb"`
+	DownRequests int64   `json:"requests_while_down"` // requests the receivers refused while down
+}
+
+// Target is one SPEC §7 check.
+type Target struct {
+	Name string  `json:"name"`
+	Want string  `json:"want"`
+	Got  float64 `json:"got"`
+	Unit string  `json:"unit"`
+	Pass bool    `json:"pass"`
+}
+
+// analyze computes a phase's figures from the tracker. want selects the
+// receivers counted (nil: all); loadStart and loadEnd bound the load in
+// tracker time.
+func analyze(tr *tracker, st *loadStats, want func(dest int) bool, loadStart, loadEnd int64) *Phase {
+	p := &Phase{Sent: st.Sent, Acked: st.Acked, Requests: st.Requests, Errors: st.Errors, Behind: st.Behind, LoadSec: float64(loadEnd-loadStart) / 1e9}
+	var e2e, ack []int64
+	var acked, during int64
+	var lastFirst int64
+	tr.forEach(func(_ int64, s *slot) {
+		sched := s.sched.Load()
+		if sched == 0 && s.dest.Load() == 0 {
+			return // claimed, never sent
+		}
+		if want != nil && !want(int(s.dest.Load())-1) {
+			return
+		}
+		first := s.first.Load()
+		recv := s.recv.Load()
+		if recv > 1 {
+			p.Duplicates += int64(recv - 1)
+		}
+		if recv > 0 {
+			if first <= loadEnd {
+				during++
+			}
+			lastFirst = max(lastFirst, first)
+			if exp := s.expHash.Load(); exp != 0 && exp != s.gotHash.Load() {
+				p.WebhookIDMismatch++
+			}
+		}
+		a := s.ack.Load()
+		if a == 0 {
+			return
+		}
+		acked++
+		ack = append(ack, a-sched)
+		if recv == 0 {
+			p.Lost++
+			return
+		}
+		p.Delivered++
+		e2e = append(e2e, first-sched)
+	})
+	if want != nil {
+		p.Acked = acked
+	}
+	p.OrderViolations = tr.orderViolations.Load()
+	p.Unknown = tr.unknown.Load()
+	if p.LoadSec > 0 {
+		p.IngestRate = float64(acked) / p.LoadSec
+		p.DeliveryRate = float64(during) / p.LoadSec
+	}
+	if lastFirst > loadStart {
+		p.DeliveryRateOverall = float64(p.Delivered) / (float64(lastFirst-loadStart) / 1e9)
+	}
+	p.Sustained = math.Min(p.IngestRate, p.DeliveryRate)
+	if lastFirst > loadEnd {
+		p.DrainSec = float64(lastFirst-loadEnd) / 1e9
+	}
+	p.Latency = percentiles(e2e)
+	p.AckLatency = percentiles(ack)
+	return p
+}
+
+func percentiles(ns []int64) Latency {
+	if len(ns) == 0 {
+		return Latency{}
+	}
+	slices.Sort(ns)
+	var sum float64
+	for _, v := range ns {
+		sum += float64(v)
+	}
+	at := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(ns)))) - 1
+		i = max(0, min(i, len(ns)-1))
+		return float64(ns[i]) / 1e6
+	}
+	return Latency{N: len(ns), Mean: sum / float64(len(ns)) / 1e6, P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: float64(ns[len(ns)-1]) / 1e6}
+}
+
+// ratios compares livehooks with the baseline: throughput as livehooks /
+// baseline (higher is better), latency as livehooks / baseline (lower is
+// better).
+func ratios(lh, base *Phase) map[string]float64 {
+	if lh == nil || base == nil {
+		return nil
+	}
+	r := map[string]float64{}
+	div := func(name string, a, b float64) {
+		if b > 0 {
+			r[name] = a / b
+		}
+	}
+	div("ingest_rate", lh.IngestRate, base.IngestRate)
+	div("delivery_rate", lh.DeliveryRate, base.DeliveryRate)
+	div("delivery_rate_overall", lh.DeliveryRateOverall, base.DeliveryRateOverall)
+	div("sustained", lh.Sustained, base.Sustained)
+	div("latency_p50", lh.Latency.P50, base.Latency.P50)
+	div("latency_p95", lh.Latency.P95, base.Latency.P95)
+	div("latency_p99", lh.Latency.P99, base.Latency.P99)
+	div("latency_max", lh.Latency.Max, base.Latency.Max)
+	div("latency_mean", lh.Latency.Mean, base.Latency.Mean)
+	return r
+}
+
+func printResult(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "\n## %s", r.Scenario)
+	keys := make([]string, 0, len(r.Params))
+	for k := range r.Params {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var ps []string
+	for _, k := range keys {
+		ps = append(ps, fmt.Sprintf("%s=%v", k, r.Params[k]))
+	}
+	fmt.Fprintf(w, "  (%s)\n", strings.Join(ps, " "))
+	if r.Error != "" {
+		fmt.Fprintf(w, "ERROR: %s\n", r.Error)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	cols := []struct {
+		name string
+		p    *Phase
+	}{{"livehooks", r.Livehooks}}
+	if r.Healthy != nil {
+		cols = append(cols, struct {
+			name string
+			p    *Phase
+		}{"healthy dests", r.Healthy})
+	}
+	if r.Baseline != nil {
+		cols = append(cols, struct {
+			name string
+			p    *Phase
+		}{"baseline", r.Baseline})
+	}
+	hdr := "figure\t"
+	for _, c := range cols {
+		hdr += c.name + "\t"
+	}
+	if r.Baseline != nil {
+		hdr += "ratio\t"
+	}
+	fmt.Fprintln(tw, hdr)
+	row := func(name, ratioKey string, get func(p *Phase) float64, format string) {
+		line := name + "\t"
+		for _, c := range cols {
+			if c.p == nil {
+				line += "-\t"
+				continue
+			}
+			line += fmt.Sprintf(format, get(c.p)) + "\t"
+		}
+		if r.Baseline != nil {
+			if v, ok := r.Ratios[ratioKey]; ok {
+				line += fmt.Sprintf("%.2f", v) + "\t"
+			} else {
+				line += "\t"
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if r.Livehooks != nil {
+		row("events sent", "", func(p *Phase) float64 { return float64(p.Sent) }, "%.0f")
+		row("acknowledged", "", func(p *Phase) float64 { return float64(p.Acked) }, "%.0f")
+		row("ingest rate (ev/s)", "ingest_rate", func(p *Phase) float64 { return p.IngestRate }, "%.0f")
+		row("delivery rate during load (ev/s)", "delivery_rate", func(p *Phase) float64 { return p.DeliveryRate }, "%.0f")
+		row("delivery rate incl. drain (ev/s)", "delivery_rate_overall", func(p *Phase) float64 { return p.DeliveryRateOverall }, "%.0f")
+		row("sustained (ev/s)", "sustained", func(p *Phase) float64 { return p.Sustained }, "%.0f")
+		row("latency p50 (ms)", "latency_p50", func(p *Phase) float64 { return p.Latency.P50 }, "%.1f")
+		row("latency p95 (ms)", "latency_p95", func(p *Phase) float64 { return p.Latency.P95 }, "%.1f")
+		row("latency p99 (ms)", "latency_p99", func(p *Phase) float64 { return p.Latency.P99 }, "%.1f")
+		row("latency max (ms)", "latency_max", func(p *Phase) float64 { return p.Latency.Max }, "%.1f")
+		row("ack latency p50 (ms)", "", func(p *Phase) float64 { return p.AckLatency.P50 }, "%.1f")
+		row("ack latency p99 (ms)", "", func(p *Phase) float64 { return p.AckLatency.P99 }, "%.1f")
+		row("delivered", "", func(p *Phase) float64 { return float64(p.Delivered) }, "%.0f")
+		row("lost", "", func(p *Phase) float64 { return float64(p.Lost) }, "%.0f")
+		row("duplicates", "", func(p *Phase) float64 { return float64(p.Duplicates) }, "%.0f")
+		row("order violations", "", func(p *Phase) float64 { return float64(p.OrderViolations) }, "%.0f")
+		row("webhook-id mismatches", "", func(p *Phase) float64 { return float64(p.WebhookIDMismatch) }, "%.0f")
+		row("ingest errors", "", func(p *Phase) float64 { return float64(sumErrors(p.Errors)) }, "%.0f")
+		row("drain after load (s)", "", func(p *Phase) float64 { return p.DrainSec }, "%.1f")
+	}
+	_ = tw.Flush()
+	if b := r.Backlog; b != nil {
+		fmt.Fprintf(w, "backlog: %d events built in %.1fs (%.0f ev/s, pending %.0f); receivers up → first delivery %.1fs; drained in %.1fs = %.0f ev/s; delivered %d, lost %d, duplicates %d; refused while down %d\n",
+			b.Events, b.BuildSec, b.BuildRate, b.PendingPeak, b.ResumeSec, b.DrainSec, b.DrainRate, b.Delivered, b.Lost, b.Duplicates, b.DownRequests)
+		fmt.Fprintf(w, "backlog RSS: start %.1f MB, build-up max %.1f MB, drain max %.1f MB\n", b.RSSStartMB, b.RSSBuildMB, b.RSSDrainMB)
+	}
+	if len(r.Process) > 0 {
+		names := make([]string, 0, len(r.Process))
+		for k := range r.Process {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, k := range names {
+			p := r.Process[k]
+			fmt.Fprintf(w, "livehooks process [%s]: RSS max %.1f MB, mean %.1f MB, end %.1f MB; CPU %.2f cores (%.1f s); bench process %.2f cores; machine %.0f%% busy\n",
+				k, p.RSSMaxMB, p.RSSMeanMB, p.RSSEndMB, p.CPUCores, p.CPUSec, p.BenchCores, 100*p.MachineBusy)
+		}
+	}
+	if v, ok := r.Metrics["cpu_us_per_event"]; ok {
+		fmt.Fprintf(w, "livehooks CPU per delivered event: %.0f µs\n", v)
+	}
+	if v, ok := r.Metrics["commit_ops_mean"]; ok {
+		fmt.Fprintf(w, "group commit: %.1f operations per transaction on average (%.0f transactions)\n", v, r.Metrics["commits"])
+	}
+	for _, t := range r.Targets {
+		mark := "PASS"
+		if !t.Pass {
+			mark = "MISS"
+		}
+		fmt.Fprintf(w, "target %-44s want %-10s got %10.2f %-6s %s\n", t.Name, t.Want, t.Got, t.Unit, mark)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+func sumErrors(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			m.MemoryMB = kb / 1024
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
