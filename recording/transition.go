@@ -77,15 +77,14 @@ type ids interface {
 	event() string
 }
 
-// machineState is one transition's working state.
+// step is one transition's working state.
 type step struct {
-	st       *livehooks.StreamState
-	now      time.Time
-	set      Settings
-	delay    time.Duration // before a next file's RECORD_NEW_FILE_START
-	ids      ids
-	events   []*livehooks.Event
-	stateSet bool
+	st     *livehooks.StreamState
+	now    time.Time
+	set    Settings
+	delay  time.Duration // before a next file's RECORD_NEW_FILE_START
+	ids    ids
+	events []*livehooks.Event
 }
 
 func (s *step) emit(t livehooks.EventType, mod func(e *livehooks.Event)) *livehooks.Event {
