@@ -170,11 +170,11 @@ func (s *step) apply(sig Signal) {
 		case livehooks.StreamOver:
 			s.newTask(true)
 		case livehooks.StreamPaused:
-			// Back within the maximum pause: the same task, a new file.
+			// Back within the maximum pause: the same task, a new file. A
+			// file of the previous publish that was never reported done is
+			// abandoned (nginx reports it within milliseconds of the stop).
 			st.State, st.OverAt, st.PublishedAt = livehooks.StreamLive, time.Time{}, s.now
-			if st.JobID == "" {
-				s.newFile(s.now)
-			}
+			s.newFile(s.now)
 		case livehooks.StreamLive:
 			st.PublishedAt = s.now // a repeated publish: nothing new to say
 		}

@@ -230,3 +230,14 @@ func TestGenericIngestAssignsIDs(t *testing.T) {
 		t.Fatalf("follows the explicit ids: %s %s", fc2.TaskID, fc2.JobID)
 	}
 }
+
+// TestResumeWithoutFileReports: a source that reports no files (SRS without
+// DVR, say) still gets a new file on a resume within the pause.
+func TestResumeWithoutFileReports(t *testing.T) {
+	s := newSim(t)
+	s.signal(Publish, nil)
+	s.signal(Unpublish, nil)
+	s.advance(5 * time.Second)
+	s.signal(Publish, nil)
+	s.want("RECORD_START task1", "RECORD_NEW_FILE_START task1/job1", "RECORD_NEW_FILE_START task1/job2")
+}
