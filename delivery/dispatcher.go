@@ -452,7 +452,12 @@ func (d *Dispatcher) schedule(l *lane) {
 	if l.projectID == "" {
 		l.projectID = l.queue[0].ProjectID
 	}
-	cfg := d.config(l.projectID, l.configID)
+	cfg, ok := d.config(l.projectID, l.configID)
+	if !ok {
+		// The store could not say: hand the lane back, due shortly.
+		d.release(l, d.o.Clock.Now().Add(time.Second))
+		return
+	}
 	if cfg == nil || cfg.DisabledReason != "" || cfg.NotifyCallbackURL == "" {
 		// Deleted, disabled or URL removed: the store already settled (or
 		// will settle) its deliveries; stop holding the lane.
@@ -557,9 +562,9 @@ func (d *Dispatcher) deferLane(l *lane, until time.Time) {
 // start sends the lane's head in a goroutine.
 func (d *Dispatcher) start(ds *destination, l *lane) {
 	del := l.queue[0]
-	cfg := d.config(l.projectID, l.configID)
-	if cfg == nil {
-		d.drop(l)
+	cfg, ok := d.config(l.projectID, l.configID)
+	if !ok || cfg == nil {
+		d.release(l, d.o.Clock.Now())
 		return
 	}
 	l.inflight = true
@@ -648,12 +653,20 @@ func (d *Dispatcher) loaded(m loadedMsg) {
 	l.more = len(m.ds) >= d.o.LaneBuffer || l.touched
 	l.touched = false
 	if len(l.queue) == 0 && !l.more {
-		// Nothing pending after all (settled elsewhere): forget the lane; if
-		// the store still holds it, its lease expires and a claim finds it.
-		d.drop(l)
+		// Nothing pending after all (settled elsewhere). If the store still
+		// holds the lane, releasing it makes it claimable again rather than
+		// leaving it leased to this node with nobody sending it.
+		d.release(l, d.o.Clock.Now())
 		return
 	}
 	d.schedule(l)
+}
+
+// release hands a lane this node may still own back to the store, due at t;
+// the lane leaves memory when the release commits (its effect).
+func (d *Dispatcher) release(l *lane, t time.Time) {
+	l.ready, l.waiting = false, true
+	d.deferLane(l, t)
 }
 
 func (d *Dispatcher) drop(l *lane) {
@@ -675,11 +688,12 @@ func (d *Dispatcher) dropConfig(configID string) {
 	delete(d.configs, configID)
 }
 
-// config returns the config of a lane, cached for ConfigTTL; nil when deleted.
-func (d *Dispatcher) config(projectID, id string) *livehooks.CallbackConfig {
+// config returns the config of a lane, cached for ConfigTTL: nil when it was
+// deleted, ok false when the store could not be asked.
+func (d *Dispatcher) config(projectID, id string) (cfg *livehooks.CallbackConfig, ok bool) {
 	now := d.o.Clock.Now()
 	if c := d.configs[id]; c != nil && now.Sub(c.fetched) < d.o.ConfigTTL && now.Sub(c.fetched) >= 0 {
-		return c.cfg
+		return c.cfg, true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -687,13 +701,13 @@ func (d *Dispatcher) config(projectID, id string) *livehooks.CallbackConfig {
 	if err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
 		d.o.Logger.Warn("load config", "config_id", id, "error", err)
 		if c := d.configs[id]; c != nil {
-			return c.cfg
+			return c.cfg, true
 		}
-		return nil
+		return nil, false
 	}
 	if len(d.configs) > 4*d.o.MaxLanes {
 		clear(d.configs)
 	}
 	d.configs[id] = &cachedConfig{cfg: cfg, fetched: now}
-	return cfg
+	return cfg, true
 }
