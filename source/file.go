@@ -1,0 +1,174 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/media"
+	"github.com/livehooks/livehooks/recording"
+)
+
+// Messages of the RECORD_FAILED events the file pipeline sends.
+const (
+	MsgOutsideRecordDirs = "file outside the record directories"
+	MsgFileNotFound      = "recording file not found"
+)
+
+// FileHint is what a recorder says about a file beyond its path.
+type FileHint struct {
+	// Duration the recorder measured (MediaMTX's MTX_SEGMENT_DURATION). It
+	// is used only for files of a format that cannot be probed (MPEG-TS
+	// segments), whose size is then the file's and width and height 0.
+	Duration time.Duration
+}
+
+// FileDone runs a finished recording file through the pipeline: a path
+// outside the record directories is refused without being read, the file is
+// probed (a file without media is Empty: no event), uploaded when the
+// domain has object storage, and reported with FileDone. A refused, unreadable
+// or corrupt file, or an upload that fails after retries, is reported as a
+// Failure instead. Files of a stream the on-demand service declined are
+// ignored. The error is EINVALID for bad names, or the store's: the file's own
+// problems are events, not errors.
+func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path string, hint FileHint) error {
+	if err := ValidStream(key); err != nil {
+		return err
+	}
+	at := s.o.Clock.Now()
+	if s.isDeclined(key) {
+		s.o.Logger.Info("recording file ignored: the on-demand service declined the stream", streamAttrs(key, "file", filepath.Base(path))...)
+		return nil
+	}
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	unlock := s.lockStream(key)
+	defer unlock()
+
+	real, msg := s.resolve(path)
+	if msg != "" {
+		s.o.Logger.Warn("recording file refused", streamAttrs(key, "path", clip(path, 256), "reason", msg, "record_dirs", s.o.RecordDirs)...)
+		return s.fail(ctx, key, msg)
+	}
+	base := filepath.Base(real)
+	info, err := s.o.Probe(real)
+	if err != nil && errors.Is(err, media.ErrUnsupported) && hint.Duration > 0 {
+		if st, serr := os.Stat(real); serr == nil && st.Mode().IsRegular() {
+			info, err = media.Info{Size: st.Size(), Duration: hint.Duration, HasVideo: true}, nil
+		}
+	}
+	if err != nil {
+		reason := strings.TrimPrefix(err.Error(), "probe "+real+": ")
+		s.o.Logger.Warn("recording file unreadable", streamAttrs(key, "file", base, "error", reason)...)
+		return s.fail(ctx, key, fmt.Sprintf("recording file %s could not be read: %s", base, reason))
+	}
+	file := &recording.File{
+		Name: base, Format: info.Format, Size: info.Size, Duration: info.Duration,
+		Width: info.Width, Height: info.Height, End: at,
+		// nginx-rtmp leaves a tiny file of headers when a stream ends just
+		// past a record interval.
+		Empty: info.Duration == 0 && !info.HasVideo,
+	}
+	if !file.Empty {
+		if _, d := s.o.Machine.Settings(ctx, key.ProjectID, key.PublishDomain); d != nil && d.Storage != nil {
+			url, err := s.upload(ctx, d.Storage, key, real)
+			if err != nil {
+				s.o.Logger.Warn("recording file not uploaded", streamAttrs(key, "file", base, "error", err)...)
+				return s.fail(ctx, key, err.Error())
+			}
+			file.DownloadURL = url
+		}
+	}
+	_, err = s.o.Machine.Signal(ctx, recording.Signal{Kind: recording.FileDone, Stream: key, File: file})
+	return err
+}
+
+func (s *Source) fail(ctx context.Context, key livehooks.StreamKey, msg string) error {
+	_, err := s.o.Machine.Signal(ctx, recording.Signal{Kind: recording.Failure, Stream: key, Error: msg})
+	return err
+}
+
+// resolve returns the real path of a recorder's file when it lies inside a
+// record directory (symlinks resolved on both sides), else a reason for the
+// Failure event.
+func (s *Source) resolve(path string) (real, msg string) {
+	if path == "" || !filepath.IsAbs(path) || strings.ContainsRune(path, 0) {
+		return "", MsgOutsideRecordDirs
+	}
+	clean := filepath.Clean(path)
+	real, err := filepath.EvalSymlinks(clean)
+	if err != nil {
+		// A missing file inside a record directory is the recorder's
+		// failure; anything else is not our business.
+		if errors.Is(err, fs.ErrNotExist) && s.within(clean, false) {
+			return "", MsgFileNotFound
+		}
+		return "", MsgOutsideRecordDirs
+	}
+	if !s.within(real, true) {
+		return "", MsgOutsideRecordDirs
+	}
+	return real, ""
+}
+
+// within reports whether path is strictly inside one of the record
+// directories, compared with their real paths (and, when !resolved, also
+// with the paths as configured).
+func (s *Source) within(path string, resolved bool) bool {
+	for _, dir := range s.o.RecordDirs {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		cands := []string{}
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			cands = append(cands, r)
+		}
+		if !resolved {
+			cands = append(cands, filepath.Clean(dir))
+		}
+		for _, d := range cands {
+			rel, err := filepath.Rel(d, path)
+			if err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// upload puts a file into the domain's bucket as {prefix}{app}/{stream}/{file},
+// retrying with backoff.
+func (s *Source) upload(ctx context.Context, st *livehooks.StorageSettings, key livehooks.StreamKey, path string) (string, error) {
+	base := filepath.Base(path)
+	if s.o.Uploader == nil {
+		return "", fmt.Errorf("upload of %s failed: the domain has object storage but this livehooks has no uploader", base)
+	}
+	objectKey := key.App + "/" + key.Stream + "/" + base
+	backoff := s.o.UploadBackoff
+	var err error
+	for attempt := 1; attempt <= s.o.UploadAttempts; attempt++ {
+		if attempt > 1 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return "", fmt.Errorf("upload of %s to storage interrupted: %w", base, ctx.Err())
+			case <-t.C:
+			}
+			backoff *= 2
+		}
+		var url string
+		url, err = s.o.Uploader.Upload(ctx, st, objectKey, path)
+		if err == nil {
+			return url, nil
+		}
+		s.o.Logger.Warn("upload attempt failed", streamAttrs(key, "file", base, "attempt", attempt, "error", err)...)
+	}
+	return "", fmt.Errorf("upload of %s to storage failed after %d attempts: %v", base, s.o.UploadAttempts, err)
+}
