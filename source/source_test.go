@@ -39,7 +39,9 @@ func TestFilePipeline(t *testing.T) {
 		path func(t *testing.T, dir string) string
 		want string
 	}{
-		{"flv", func(t *testing.T, dir string) string { return sourcetest.CopyFixture(t, "video.flv", dir, "cam1-1.flv") },
+		{"flv", func(t *testing.T, dir string) string {
+			return sourcetest.CopyFixture(t, "video.flv", dir, "cam1-1.flv")
+		},
 			"file_done " + stream + " cam1-1.flv FLV 25168B 2.02s 320x240"},
 		{"mp4 in a subdirectory", func(t *testing.T, dir string) string {
 			_ = os.Mkdir(filepath.Join(dir, "live"), 0o755)
@@ -57,7 +59,9 @@ func TestFilePipeline(t *testing.T) {
 			`failure ` + stream + ` "recording file not found"`},
 		{"outside", func(t *testing.T, dir string) string { return secret }, `failure ` + stream + ` "file outside the record directories"`},
 		{"etc", func(t *testing.T, dir string) string { return "/etc/passwd" }, `failure ` + stream + ` "file outside the record directories"`},
-		{"dot-dot escape", func(t *testing.T, dir string) string { return dir + "/../../" + filepath.Base(filepath.Dir(outside)) + "/outside/secret.flv" },
+		{"dot-dot escape", func(t *testing.T, dir string) string {
+			return dir + "/../../" + filepath.Base(filepath.Dir(outside)) + "/outside/secret.flv"
+		},
 			`failure ` + stream + ` "file outside the record directories"`},
 		{"relative", func(t *testing.T, dir string) string { return "cam1.flv" }, `failure ` + stream + ` "file outside the record directories"`},
 		{"the directory itself", func(t *testing.T, dir string) string { return dir }, `failure ` + stream + ` "file outside the record directories"`},
