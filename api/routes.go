@@ -39,6 +39,12 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/{project_id}/record/deliveries/{delivery_id}", true, s.handleShowDelivery(), true},
 		{"POST", "/v1/{project_id}/record/deliveries/{delivery_id}/retry", true, s.handleRetryDelivery(), true},
 
+		// Per-domain recording settings (livehooks extension; needs Config.Domains).
+		{"GET", "/v1/{project_id}/record/domains", true, s.ifDomains(s.handleListDomains()), false},
+		{"GET", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handleShowDomain()), false},
+		{"PUT", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handlePutDomain()), false},
+		{"DELETE", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handleDeleteDomain()), false},
+
 		// Media-server hooks, authenticated by the project's ingest secret.
 		{"POST", "/hooks/{source}/{project_id}", false, s.handleHook(), false},
 

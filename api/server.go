@@ -54,6 +54,10 @@ type Config struct {
 	// "srs", "mediamtx"), served at /hooks/{source}/{project_id}.
 	Hooks         map[string]http.Handler
 	IngestSecrets IngestSecrets
+
+	// Domains keeps per-domain recording settings, served under
+	// /v1/{project_id}/record/domains; nil leaves those routes out.
+	Domains livehooks.DomainStore
 }
 
 // Server is the HTTP API. It implements http.Handler.
@@ -72,6 +76,7 @@ type Server struct {
 	sender        livehooks.Sender
 	hooks         map[string]http.Handler
 	ingestSecrets IngestSecrets
+	domains       livehooks.DomainStore
 	handler       http.Handler
 }
 
@@ -98,6 +103,7 @@ func NewServer(cfg Config) (*Server, error) {
 		sender:        cfg.Sender,
 		hooks:         cfg.Hooks,
 		ingestSecrets: cfg.IngestSecrets,
+		domains:       cfg.Domains,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -115,6 +121,9 @@ func NewServer(cfg Config) (*Server, error) {
 	for _, rt := range s.routes() {
 		if rt.extension && (s.ingester == nil || s.outbox == nil || s.requeuer == nil || s.sender == nil) {
 			continue // a server of the management API alone (tests, tools)
+		}
+		if rt.handler == nil {
+			continue // its dependency is not configured
 		}
 		h := rt.handler
 		if rt.auth {
