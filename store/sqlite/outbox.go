@@ -291,6 +291,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 	}
 	states := make([]livehooks.LaneState, len(results))
 	nowUS := micros(now)
+	var deleted map[string]bool // lanes this call deleted: nothing brings them back in it
 	for i, r := range results {
 		status := outcomeStatus[r.Outcome]
 		states[i].Lane = r.Delivery.Lane
@@ -334,14 +335,22 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 			}
 			continue
 		}
-		var pending int
-		err = t.stmt(stmtLaneDone).QueryRowContext(ctx, lane).Scan(&pending)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("sqlite: record: %w", err)
-		}
-		if err == nil && pending <= 0 {
-			if _, err := t.stmt(stmtDeleteLane).ExecContext(ctx, lane); err != nil {
-				return nil, fmt.Errorf("sqlite: record: delete lane: %w", err)
+		// One statement in the common case (the lane's last delivery); a
+		// lane still holding others counts down instead.
+		var one int
+		err = t.stmt(stmtDeleteLastLane).QueryRowContext(ctx, lane).Scan(&one)
+		if err == nil {
+			if deleted == nil {
+				deleted = map[string]bool{}
+			}
+			deleted[lane] = true
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("sqlite: record: delete lane: %w", err)
+		} else {
+			var pending int
+			err = t.stmt(stmtLaneDone).QueryRowContext(ctx, lane).Scan(&pending)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("sqlite: record: %w", err)
 			}
 		}
 		if r.Outcome == livehooks.OutcomeGone {
@@ -351,12 +360,13 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 		}
 	}
 	// A lane is Open when it still has pending deliveries and node owns it;
-	// later results (a retry, a 410) can change what an earlier one left.
+	// later results (a retry, a 410) can change what an earlier one left. A
+	// lane this call deleted is closed without asking.
 	open := make(map[string]bool, len(states))
 	for i := range states {
 		lane := states[i].Lane
 		o, ok := open[lane]
-		if !ok {
+		if !ok && !deleted[lane] {
 			var (
 				owner   sql.NullString
 				pending int

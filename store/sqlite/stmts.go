@@ -12,7 +12,7 @@ const (
 	stmtInsertAttempt
 	stmtLaneRetry
 	stmtLaneDone
-	stmtDeleteLane
+	stmtDeleteLastLane
 	stmtLaneState
 	stmtDeferLane
 	stmtStream
@@ -74,7 +74,9 @@ var stmtSQL = [numStmts]string{
 
 	stmtLaneDone: `UPDATE lanes SET pending = pending - 1 WHERE lane = ? RETURNING pending`,
 
-	stmtDeleteLane: `DELETE FROM lanes WHERE lane = ?`,
+	// The last pending delivery of a lane settled: the lane goes. Most lanes
+	// hold one delivery, so Record tries this before counting down.
+	stmtDeleteLastLane: `DELETE FROM lanes WHERE lane = ? AND pending <= 1 RETURNING 1`,
 
 	stmtLaneState: `SELECT owner, pending FROM lanes WHERE lane = ?`,
 
