@@ -43,6 +43,7 @@ type serveOptions struct {
 	logLevel          string
 	sqliteSynchronous string
 	shutdownTimeout   time.Duration
+	recordingConfig   string
 
 	nodeID         string
 	retryWindow    time.Duration
@@ -82,6 +83,7 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.sqliteSynchronous, "sqlite-synchronous", "FULL", "SQLite synchronous mode: FULL (survives power loss) or NORMAL")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&o.recordingConfig, "recording-config", "", "YAML file of per-domain recording settings (format, URL templates, pause, object storage), applied at start")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id, the owner of its delivery leases (default hostname/listen address)")
 	fs.DurationVar(&o.retryWindow, "retry-window", 24*time.Hour, "how long failed deliveries are retried before they are dead-lettered")
 	fs.DurationVar(&o.signValidity, "sign-validity", 300*time.Second, "how long a callback signature stays valid (auth_timestamp = send time + this)")
@@ -101,6 +103,7 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 	} {
 		envFlag(fs, name, variable)
 	}
+	envFlag(fs, "recording-config", "LIVEHOOKS_RECORDING_CONFIG")
 	return cmd
 }
 
@@ -170,6 +173,16 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	}
 	defer store.Close()
 	logger.Info("store opened", "backend", "sqlite", "path", dbPath, "synchronous", strings.ToUpper(o.sqliteSynchronous))
+	if o.recordingConfig != "" {
+		entries, err := loadRecordingConfig(o.recordingConfig, e.getenv)
+		if err != nil {
+			return err
+		}
+		warnPlaintextSecrets(o.recordingConfig, entries, logger)
+		if err := applyRecordingConfig(ctx, store, o.recordingConfig, entries, time.Now(), logger); err != nil {
+			return err
+		}
+	}
 
 	hostname, _ := os.Hostname()
 	allow, err := parseCIDRs(o.allowCIDRs)
@@ -211,6 +224,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Outbox:    store,
 		Requeuer:  committer,
 		Sender:    sender,
+		Domains:   store,
 	}
 	if !o.dev {
 		cfg.Auth = verifier
