@@ -119,7 +119,7 @@ func TestDomainAndBadInput(t *testing.T) {
 	hk := newHook(t, h)
 	hk.want("?secret=S&domain=Live.Example.org", notification("publish", "1", "name=cam1"), 200)
 	hk.want("?domain=-bad-", notification("publish", "1", "name=cam1"), 400)
-	hk.want("", "call=publish&app=live&name=cam1", 400)                                // no tcurl
+	hk.want("", "call=publish&app=live&name=cam1", 400)                               // no tcurl
 	hk.want("", "call=publish&app=live&name=cam1&tcurl=rtmp://[::1]:1935/live", 400)  // not a DNS name
 	hk.want("", notification("publish", "1", "name=cam%201"), 400)                    // not a stream name
 	hk.want("", "app=live&tcurl=rtmp://a.example.com/live&name=cam1&call=%zz", 400)   // undecodable call
