@@ -3,15 +3,19 @@ package objstore
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
+	"code.dny.dev/ssrf"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -24,8 +28,15 @@ const MaxPresignExpiry = 7 * 24 * time.Hour
 
 // Options configure a Store. The zero value works.
 type Options struct {
-	// Transport carries the S3 requests; minio-go's default when nil.
-	Transport http.RoundTripper
+	// Transport carries the S3 requests. When nil, a transport that refuses
+	// loopback, private, link-local, multicast and cloud-metadata addresses
+	// at dial time, after DNS resolution, except AllowCIDRs: storage
+	// endpoints are user input, as callback URLs are (SPEC §6).
+	Transport  http.RoundTripper
+	AllowCIDRs []netip.Prefix
+	// MaxRetries is how many times minio-go tries one request (default 3;
+	// the caller retries whole uploads).
+	MaxRetries int
 	// MaxClients bounds the cache of S3 clients (default 256).
 	MaxClients int
 }
@@ -57,6 +68,12 @@ var _ livehooks.Uploader = (*Store)(nil)
 func New(o Options) *Store {
 	if o.MaxClients <= 0 {
 		o.MaxClients = 256
+	}
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 3
+	}
+	if o.Transport == nil {
+		o.Transport = guardedTransport(o.AllowCIDRs)
 	}
 	return &Store{o: o, clients: map[clientKey]*cachedClient{}}
 }
@@ -119,10 +136,11 @@ func (s *Store) client(st *livehooks.StorageSettings) (*minio.Client, error) {
 		return c.client, nil
 	}
 	c, err := minio.New(st.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(st.AccessKey, st.SecretKey, ""),
-		Secure:    st.Secure,
-		Region:    st.Region,
-		Transport: s.o.Transport,
+		Creds:      credentials.NewStaticV4(st.AccessKey, st.SecretKey, ""),
+		Secure:     st.Secure,
+		Region:     st.Region,
+		Transport:  s.o.Transport,
+		MaxRetries: s.o.MaxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("objstore: endpoint %s: %w", st.Endpoint, err)
@@ -132,6 +150,33 @@ func (s *Store) client(st *livehooks.StorageSettings) (*minio.Client, error) {
 	}
 	s.clients[k] = &cachedClient{client: c, secure: st.Secure, region: st.Region, secret: secret}
 	return c, nil
+}
+
+// guardedTransport is minio-go's default transport with an SSRF guard on
+// its dialer and no proxy (a proxy would dial for us and bypass the guard).
+func guardedTransport(allow []netip.Prefix) *http.Transport {
+	var v4, v6 []netip.Prefix
+	for _, p := range allow {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	guard := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Safe}
+	return &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   16,
+		ResponseHeaderTimeout: time.Minute,
+		IdleConnTimeout:       time.Minute,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 10 * time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		// Objects stored with Content-Encoding: gzip stay as they are.
+		DisableCompression: true,
+	}
 }
 
 func presignExpiry(d time.Duration) time.Duration {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -58,6 +59,11 @@ func (f *fakeS3) object(t *testing.T, key string) (string, string) {
 	return string(b), obj.Metadata["Content-Type"]
 }
 
+// newStore returns a Store that may reach the fake S3 servers on loopback.
+func newStore() *objstore.Store {
+	return objstore.New(objstore.Options{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+}
+
 func writeFile(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
@@ -84,7 +90,7 @@ func get(t *testing.T, u string) (int, string) {
 func TestUploadContentTypesAndURL(t *testing.T) {
 	t.Parallel()
 	f := newFakeS3(t)
-	s := objstore.New(objstore.Options{})
+	s := newStore()
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, ctype string }{
 		{"a.flv", "video/x-flv"},
@@ -116,7 +122,7 @@ func TestUploadContentTypesAndURL(t *testing.T) {
 func TestPresignedURLDownloads(t *testing.T) {
 	t.Parallel()
 	f := newFakeS3(t)
-	s := objstore.New(objstore.Options{})
+	s := newStore()
 	p := writeFile(t, t.TempDir(), "f.mp4", "mp4 bytes")
 	for _, tc := range []struct {
 		expiry time.Duration
@@ -152,7 +158,7 @@ func TestPresignedURLDownloads(t *testing.T) {
 func TestPublicURL(t *testing.T) {
 	t.Parallel()
 	f := newFakeS3(t)
-	s := objstore.New(objstore.Options{})
+	s := newStore()
 	p := writeFile(t, t.TempDir(), "x.flv", "flv")
 	st := f.settings()
 	st.PublicURL, st.Prefix = "https://cdn.example.com/media/", ""
@@ -171,7 +177,7 @@ func TestPublicURL(t *testing.T) {
 func TestHLSUploadsPlaylistAndSegments(t *testing.T) {
 	t.Parallel()
 	f := newFakeS3(t)
-	s := objstore.New(objstore.Options{})
+	s := newStore()
 	root := t.TempDir()
 	dir := filepath.Join(root, "hls")
 	writeFile(t, root, "secret.ts", "outside the playlist's directory")
@@ -238,7 +244,7 @@ func TestHLSUploadsPlaylistAndSegments(t *testing.T) {
 func TestErrorsNeverContainTheSecret(t *testing.T) {
 	t.Parallel()
 	f := newFakeS3(t)
-	s := objstore.New(objstore.Options{})
+	s := newStore()
 	p := writeFile(t, t.TempDir(), "f.flv", "flv")
 
 	// A server that echoes the secret in its error message (as a badly
@@ -272,5 +278,26 @@ func TestErrorsNeverContainTheSecret(t *testing.T) {
 		if strings.Contains(err.Error(), secretKey) {
 			t.Fatalf("%s: error contains the secret: %v", name, err)
 		}
+	}
+}
+
+// TestPrivateEndpointsRefusedByDefault: storage endpoints are user input; a
+// Store without an allow-list never dials loopback or private addresses.
+func TestPrivateEndpointsRefusedByDefault(t *testing.T) {
+	t.Parallel()
+	f := newFakeS3(t)
+	p := writeFile(t, t.TempDir(), "f.flv", "flv")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, endpoint := range []string{f.host, "169.254.169.254", "10.0.0.1:9000"} {
+		st := f.settings()
+		st.Endpoint = endpoint
+		_, err := objstore.New(objstore.Options{}).Upload(ctx, st, "f.flv", p)
+		if err == nil || !strings.Contains(err.Error(), "prohibited") {
+			t.Fatalf("%s: %v, want a refusal", endpoint, err)
+		}
+	}
+	if _, err := f.backend.GetObject(bucket, "rec/f.flv", nil); err == nil {
+		t.Fatal("the object was uploaded")
 	}
 }
