@@ -46,6 +46,10 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	}
 	b := &BacklogFigures{}
 	b.RSSStartMB = float64(r.smp.now().RSSKB) / 1024
+	var before int64 // the baseline's requests
+	for _, rc := range r.rcv {
+		before += rc.requests.Load()
+	}
 	tr := newTracker(p.streams)
 	logf("backlog: building %d events (%d clients, batch %d, %d streams) while the receivers answer 503", total, p.clients, p.batch, p.streams)
 	r.smp.setPhase("build")
@@ -67,7 +71,7 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	// livehooks refreshes the pending gauge at most once a second.
 	time.Sleep(1100 * time.Millisecond)
 	b.PendingPeak = r.srv.pending(ctx)
-	var down int64
+	down := -before
 	for _, rc := range r.rcv {
 		down += rc.requests.Load()
 	}

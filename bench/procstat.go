@@ -25,7 +25,12 @@ type procSample struct {
 	// seconds (all CPUs) so far.
 	MachineBusy  float64 `json:"machine_busy_s"`
 	MachineTotal float64 `json:"machine_total_s"`
-	Phase        string  `json:"phase,omitempty"`
+	// CPUStall and IOStall are /proc/pressure's "some" totals (seconds during
+	// which at least one task waited for a CPU, for I/O): the machine's
+	// contention, whoever caused it.
+	CPUStall float64 `json:"cpu_stall_s"`
+	IOStall  float64 `json:"io_stall_s"`
+	Phase    string  `json:"phase,omitempty"`
 }
 
 // sampler reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (utime,
@@ -76,8 +81,24 @@ func (s *sampler) sample() {
 	busy, total := readMachine()
 	s.mu.Lock()
 	s.samples = append(s.samples, procSample{At: time.Since(s.start), RSSKB: rss, CPU: cpu, BenchCPU: bench,
-		MachineBusy: busy, MachineTotal: total, Phase: s.phase})
+		MachineBusy: busy, MachineTotal: total, CPUStall: readPressure("cpu"), IOStall: readPressure("io"), Phase: s.phase})
 	s.mu.Unlock()
+}
+
+// readPressure returns the "some" stall total of /proc/pressure/<kind> in
+// seconds, 0 where PSI is not available.
+func readPressure(kind string) float64 {
+	b, err := os.ReadFile("/proc/pressure/" + kind)
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	_, total, ok := strings.Cut(line, "total=")
+	if !ok || !strings.HasPrefix(line, "some") {
+		return 0
+	}
+	us, _ := strconv.ParseFloat(strings.TrimSpace(total), 64)
+	return us / 1e6
 }
 
 // readMachine returns the busy and total CPU seconds of all CPUs from the
@@ -164,6 +185,10 @@ type phaseStats struct {
 	// MachineBusy the share of all CPUs busy, whoever used them.
 	BenchCores  float64 `json:"bench_cpu_cores"`
 	MachineBusy float64 `json:"machine_busy"`
+	// CPUStall and IOStall are the shares of the phase during which some
+	// task on the machine waited for a CPU or for I/O (PSI).
+	CPUStall float64 `json:"cpu_stall"`
+	IOStall  float64 `json:"io_stall"`
 }
 
 func summarize(samples []procSample, phase string) phaseStats {
@@ -197,6 +222,10 @@ func summarize(samples []procSample, phase string) phaseStats {
 	if d := (b.At - a.At).Seconds(); d >= 1 {
 		ps.CPUCores = ps.CPUSec / d
 		ps.BenchCores = (b.BenchCPU - a.BenchCPU) / d
+	}
+	if d := (b.At - a.At).Seconds(); d > 0 {
+		ps.CPUStall = (b.CPUStall - a.CPUStall) / d
+		ps.IOStall = (b.IOStall - a.IOStall) / d
 	}
 	if t := b.MachineTotal - a.MachineTotal; t > 0 {
 		ps.MachineBusy = (b.MachineBusy - a.MachineBusy) / t

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -77,6 +78,19 @@ type Phase struct {
 
 	Latency    Latency `json:"latency_ms"`     // intended send to first receipt
 	AckLatency Latency `json:"ack_latency_ms"` // intended send to 202
+
+	// Timeline has one point per second of intended send time.
+	Timeline []TimePoint `json:"timeline,omitempty"`
+}
+
+// TimePoint is one second of a run: events due in it and their latency.
+type TimePoint struct {
+	Second    int     `json:"s"`
+	Sent      int     `json:"sent"`
+	Delivered int     `json:"delivered"`
+	P50       float64 `json:"p50_ms"`
+	P99       float64 `json:"p99_ms"`
+	Max       float64 `json:"max_ms"`
 }
 
 // Latency percentiles in milliseconds.
@@ -124,6 +138,8 @@ func analyze(tr *tracker, st *loadStats, want func(dest int) bool, loadStart, lo
 	var e2e, ack []int64
 	var acked, during int64
 	var lastFirst int64
+	perSecond := map[int][]int64{}
+	sentPerSecond := map[int]int{}
 	tr.forEach(func(_ int64, s *slot) {
 		sched := s.sched.Load()
 		if sched == 0 && s.dest.Load() == 0 {
@@ -146,6 +162,8 @@ func analyze(tr *tracker, st *loadStats, want func(dest int) bool, loadStart, lo
 				p.WebhookIDMismatch++
 			}
 		}
+		sec := int((sched - loadStart) / 1e9)
+		sentPerSecond[sec]++
 		a := s.ack.Load()
 		if a == 0 {
 			return
@@ -158,7 +176,15 @@ func analyze(tr *tracker, st *loadStats, want func(dest int) bool, loadStart, lo
 		}
 		p.Delivered++
 		e2e = append(e2e, first-sched)
+		perSecond[sec] = append(perSecond[sec], first-sched)
 	})
+	for sec := 0; sec <= int((loadEnd-loadStart)/1e9); sec++ {
+		if sentPerSecond[sec] == 0 {
+			continue
+		}
+		l := percentiles(perSecond[sec])
+		p.Timeline = append(p.Timeline, TimePoint{Second: sec, Sent: sentPerSecond[sec], Delivered: l.N, P50: l.P50, P99: l.P99, Max: l.Max})
+	}
 	if want != nil {
 		p.Acked = acked
 	}
@@ -262,7 +288,9 @@ func printResult(w io.Writer, r *Result) {
 	if r.Baseline != nil {
 		hdr += "ratio\t"
 	}
-	fmt.Fprintln(tw, hdr)
+	if r.Backlog == nil {
+		fmt.Fprintln(tw, hdr)
+	}
 	row := func(name, ratioKey string, get func(p *Phase) float64, format string) {
 		line := name + "\t"
 		for _, c := range cols {
@@ -281,7 +309,12 @@ func printResult(w io.Writer, r *Result) {
 		}
 		fmt.Fprintln(tw, line)
 	}
-	if r.Livehooks != nil {
+	if r.Backlog != nil {
+		// The latency and rate rows would mix the time the receivers were
+		// down into every figure: the backlog lines below say it right.
+		cols = cols[:0]
+	}
+	if r.Livehooks != nil && len(cols) > 0 {
 		row("events sent", "", func(p *Phase) float64 { return float64(p.Sent) }, "%.0f")
 		row("acknowledged", "", func(p *Phase) float64 { return float64(p.Acked) }, "%.0f")
 		row("ingest rate (ev/s)", "ingest_rate", func(p *Phase) float64 { return p.IngestRate }, "%.0f")
@@ -307,6 +340,9 @@ func printResult(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "backlog: %d events built in %.1fs (%.0f ev/s, pending %.0f); receivers up → first delivery %.1fs; drained in %.1fs = %.0f ev/s; delivered %d, lost %d, duplicates %d; refused while down %d\n",
 			b.Events, b.BuildSec, b.BuildRate, b.PendingPeak, b.ResumeSec, b.DrainSec, b.DrainRate, b.Delivered, b.Lost, b.Duplicates, b.DownRequests)
 		fmt.Fprintf(w, "backlog RSS: start %.1f MB, build-up max %.1f MB, drain max %.1f MB\n", b.RSSStartMB, b.RSSBuildMB, b.RSSDrainMB)
+		if bl := r.Baseline; bl != nil {
+			fmt.Fprintf(w, "baseline (plain Go client, same receivers): %.0f ev/s; drain rate ratio %.2f\n", bl.DeliveryRate, r.Ratios["drain_rate"])
+		}
 	}
 	if len(r.Process) > 0 {
 		names := make([]string, 0, len(r.Process))
@@ -316,9 +352,18 @@ func printResult(w io.Writer, r *Result) {
 		slices.Sort(names)
 		for _, k := range names {
 			p := r.Process[k]
-			fmt.Fprintf(w, "livehooks process [%s]: RSS max %.1f MB, mean %.1f MB, end %.1f MB; CPU %.2f cores (%.1f s); bench process %.2f cores; machine %.0f%% busy\n",
-				k, p.RSSMaxMB, p.RSSMeanMB, p.RSSEndMB, p.CPUCores, p.CPUSec, p.BenchCores, 100*p.MachineBusy)
+			fmt.Fprintf(w, "livehooks process [%s]: RSS max %.1f MB, mean %.1f MB, end %.1f MB; CPU %.2f cores (%.1f s); bench process %.2f cores; machine %.0f%% busy, CPU stall %.0f%%, I/O stall %.0f%%\n",
+				k, p.RSSMaxMB, p.RSSMeanMB, p.RSSEndMB, p.CPUCores, p.CPUSec, p.BenchCores, 100*p.MachineBusy, 100*p.CPUStall, 100*p.IOStall)
 		}
+	}
+	if lh := r.Livehooks; lh != nil && len(lh.Timeline) > 0 && r.Backlog == nil {
+		worst := slices.Clone(lh.Timeline)
+		slices.SortFunc(worst, func(a, b TimePoint) int { return cmp.Compare(b.P99, a.P99) })
+		var parts []string
+		for _, t := range worst[:min(3, len(worst))] {
+			parts = append(parts, fmt.Sprintf("second %d: p99 %.1f ms, max %.1f ms", t.Second, t.P99, t.Max))
+		}
+		fmt.Fprintf(w, "worst seconds: %s\n", strings.Join(parts, "; "))
 	}
 	if v, ok := r.Metrics["cpu_us_per_event"]; ok {
 		fmt.Fprintf(w, "livehooks CPU per delivered event: %.0f µs\n", v)
