@@ -44,6 +44,7 @@ type serveOptions struct {
 	sqliteSynchronous string
 	shutdownTimeout   time.Duration
 	recordingConfig   string
+	nginxControlURL   string
 
 	nodeID         string
 	retryWindow    time.Duration
@@ -104,6 +105,8 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 		envFlag(fs, name, variable)
 	}
 	envFlag(fs, "recording-config", "LIVEHOOKS_RECORDING_CONFIG")
+	fs.StringVar(&o.nginxControlURL, "nginx-control-url", "", "nginx rtmp_control URL (http://HOST:PORT/control[?rec=NAME]): livehooks starts nginx's recorder of each stream it records, for \"record all manual\" (on-demand recording)")
+	envFlag(fs, "nginx-control-url", "LIVEHOOKS_NGINX_CONTROL_URL")
 	return cmd
 }
 
@@ -212,6 +215,15 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	})
 
 	machine := recording.New(recording.Options{Committer: committer, Domains: store, Logger: logger, Metrics: m})
+	hooks, src, err := sources(o, machine, store, allow, logger)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	hookSecrets, err := ingestSecrets(o, logger)
+	if err != nil {
+		return err
+	}
 
 	cfg := api.Config{
 		Callbacks: store,
@@ -225,6 +237,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Requeuer:  committer,
 		Sender:    sender,
 		Domains:   store,
+
+		Hooks:         hooks,
+		IngestSecrets: hookSecrets,
 	}
 	if !o.dev {
 		cfg.Auth = verifier
@@ -282,6 +297,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("http shutdown incomplete", "error", err)
 	}
+	src.Close() // background work of the media-server hooks (starting recorders)
 	stopDispatcher()
 	<-dispatcherDone
 	stopCommitter()

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"code.dny.dev/ssrf"
+
+	"github.com/livehooks/livehooks/api"
+	"github.com/livehooks/livehooks/auth"
+	"github.com/livehooks/livehooks/objstore"
+	"github.com/livehooks/livehooks/source"
+	"github.com/livehooks/livehooks/source/mediamtx"
+	"github.com/livehooks/livehooks/source/nginxrtmp"
+	"github.com/livehooks/livehooks/source/srs"
+)
+
+// sources builds the media-server adapters served at /hooks/{source}/…,
+// and the Source they share (close it after the HTTP server stops).
+func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, allow []netip.Prefix, logger *slog.Logger) (map[string]http.Handler, *source.Source, error) {
+	var dirs []string
+	for _, d := range o.recordDirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--record-dir %q: %w", d, err)
+		}
+		dirs = append(dirs, abs)
+	}
+	if len(dirs) == 0 {
+		logger.Warn("no --record-dir: livehooks reads no recorder file, and every finished file (nginx-rtmp record_done, SRS on_dvr, MediaMTX segment) becomes RECORD_FAILED \"file outside the record directories\"; set --record-dir to the recorder's directory")
+	} else {
+		logger.Info("record directories", "record_dirs", dirs)
+	}
+	src, err := source.New(source.Options{
+		Machine: machine, Callbacks: callbacks, Uploader: objstore.New(objstore.Options{}),
+		RecordDirs: dirs, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	nginx, err := nginxrtmp.New(nginxrtmp.Options{Source: src, ControlURL: o.nginxControlURL})
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("--nginx-control-url: %w", err)
+	}
+	return map[string]http.Handler{
+		"nginx-rtmp": nginx,
+		"srs":        srs.New(src),
+		"mediamtx":   mediamtx.New(src),
+	}, src, nil
+}
+
+// guardedClient is the client of on-demand questions: their URLs are user
+// input, so it refuses the networks callback deliveries refuse (checked at
+// dial time, after DNS) unless --allow-callback-cidr opens them, uses no
+// proxy and follows no redirect.
+func guardedClient(allow []netip.Prefix, connectTimeout time.Duration) *http.Client {
+	var v4, v6 []netip.Prefix
+	for _, p := range allow {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	guard := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
+	dialer := &net.Dialer{Timeout: connectTimeout, Control: guard.Safe}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         dialer.DialContext,
+			TLSHandshakeTimeout: connectTimeout,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// ingestSecrets checks media servers' ingest secrets: those of
+// --ingest-secret when given, else the credentials file's (generated at first
+// start unless credentials were given as flags), re-read when it changes
+// ("livehooks creds rotate ingest-secret" applies within seconds).
+func ingestSecrets(o *serveOptions, logger *slog.Logger) (api.IngestSecrets, error) {
+	if len(o.ingestSecrets) > 0 {
+		var list []auth.IngestSecret
+		for _, s := range o.ingestSecrets {
+			is, err := auth.ParseIngestSecret(s)
+			if err != nil {
+				return nil, fmt.Errorf("--ingest-secret: %w", err)
+			}
+			list = append(list, is)
+		}
+		return func(project, secret string) bool { return auth.MatchIngestSecret(list, project, secret) }, nil
+	}
+	f := &fileIngestSecrets{dataDir: o.dataDir, path: auth.Path(o.dataDir), logger: logger}
+	if err := f.reload(); err != nil {
+		return nil, fmt.Errorf("ingest secrets: %w", err)
+	}
+	if len(f.secrets) == 0 && !o.dev {
+		logger.Warn("no ingest secret: media-server hooks (/hooks/…) are refused; pass --ingest-secret PROJECT:SECRET or see livehooks creds", "path", f.path)
+	}
+	return f.match, nil
+}
+
+type fileIngestSecrets struct {
+	dataDir, path string
+	logger        *slog.Logger
+
+	mu      sync.Mutex
+	checked time.Time
+	mtime   time.Time
+	secrets []auth.IngestSecret
+}
+
+// reload reads the credentials file if there is one; it never creates it.
+func (f *fileIngestSecrets) reload() error {
+	m := modTime(f.path)
+	if m.IsZero() {
+		f.secrets, f.mtime = nil, m
+		return nil
+	}
+	file, _, err := auth.LoadOrCreate(f.dataDir)
+	if err != nil {
+		return err
+	}
+	f.secrets, f.mtime = file.IngestSecrets, m
+	return nil
+}
+
+func (f *fileIngestSecrets) match(project, secret string) bool {
+	f.mu.Lock()
+	if now := time.Now(); now.Sub(f.checked) > 2*time.Second {
+		f.checked = now
+		if !modTime(f.path).Equal(f.mtime) {
+			if err := f.reload(); err != nil {
+				f.logger.Warn("reload ingest secrets", "path", f.path, "error", err)
+			} else {
+				f.logger.Info("ingest secrets reloaded", "path", f.path, "ingest_secrets", len(f.secrets))
+			}
+		}
+	}
+	secrets := f.secrets
+	f.mu.Unlock()
+	return auth.MatchIngestSecret(secrets, project, secret)
+}
