@@ -38,7 +38,7 @@ func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackM
 		logger.Info("record directories", "record_dirs", dirs)
 	}
 	src, err := source.New(source.Options{
-		Machine: machine, Callbacks: callbacks, Uploader: objstore.New(objstore.Options{}),
+		Machine: machine, Callbacks: callbacks, Uploader: objstore.New(objstore.Options{AllowCIDRs: allow}),
 		RecordDirs: dirs, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout),
 	})
 	if err != nil {
