@@ -3,11 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/store/sqlite"
@@ -202,5 +210,102 @@ func TestRecordingConfigWarnsWhenReadable(t *testing.T) {
 	srv.serveAddr(t)
 	if !strings.Contains(srv.stderr.String(), "readable by other users") {
 		t.Fatalf("no warning:\n%s", srv.stderr.String())
+	}
+}
+
+// TestRecordingConfigUploadsToStorage: a domain whose storage comes from the
+// config file gets its finished files uploaded (to an in-process S3 on
+// loopback, opened by --allow-callback-cidr), and the callback's
+// download_url is a presigned URL that serves the file.
+func TestRecordingConfigUploadsToStorage(t *testing.T) {
+	backend := s3mem.New()
+	if err := backend.CreateBucket("recordings"); err != nil {
+		t.Fatal(err)
+	}
+	s3 := httptest.NewServer(gofakes3.New(backend).Server())
+	defer s3.Close()
+	var mu sync.Mutex
+	var got []map[string]any
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+
+	cfg := writeConfig(t, `
+domains:
+  - project_id: p1
+    publish_domain: mtx.example.com
+    storage:
+      endpoint: `+strings.TrimPrefix(s3.URL, "http://")+`
+      secure: false
+      region: us-east-1
+      bucket: recordings
+      prefix: vod
+      access_key: AKIDEXAMPLE
+      secret_key_env: OBS_SECRET
+      presign: true
+      presign_expiry_seconds: 600
+`)
+	recDir := t.TempDir()
+	srv := start(t, map[string]string{"OBS_SECRET": configSecret}, "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
+		"--token", "T:p1", "--ingest-secret", "p1:S3cret", "--record-dir", recDir, "--allow-callback-cidr", "127.0.0.0/8", "--recording-config", cfg)
+	base := srv.serveAddr(t)
+	if status, body := request(t, "POST", base+"/v1/p1/record/callbacks", "T", `{"publish_domain":"mtx.example.com","app":"live","notify_callback_url":"`+
+		rcv.URL+`/cb","notify_event_subscription":["RECORD_FILE_COMPLETE","RECORD_FAILED"]}`); status != 201 {
+		t.Fatalf("create config: %d %s", status, body)
+	}
+	video, err := os.ReadFile("../../media/testdata/video.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(recDir, "seg1.mp4")
+	if err := os.WriteFile(seg, video, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"LIVEHOOKS_URL": base, "LIVEHOOKS_PROJECT": "p1", "LIVEHOOKS_INGEST_SECRET": "S3cret", "LIVEHOOKS_DOMAIN": "mtx.example.com",
+		"MTX_PATH": "live/cam1", "MTX_SEGMENT_PATH": seg, "MTX_SEGMENT_DURATION": "2"}
+	for _, ev := range []string{"ready", "segment-complete"} {
+		if out, err := notify(env, "mediamtx", ev); err != nil {
+			t.Fatalf("%s: %v %s", ev, err, out)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	var fc map[string]any
+	for fc == nil {
+		mu.Lock()
+		if len(got) > 0 {
+			fc = got[0]
+		}
+		mu.Unlock()
+		if fc == nil && time.Now().After(deadline) {
+			t.Fatalf("no callback\n%s", srv.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fc["event_type"] != "RECORD_FILE_COMPLETE" {
+		t.Fatalf("callback %v\n%s", fc, srv.stderr.String())
+	}
+	u, _ := fc["download_url"].(string)
+	if !strings.HasPrefix(u, s3.URL+"/recordings/vod/live/cam1/seg1.mp4?") || !strings.Contains(u, "X-Amz-Expires=600") {
+		t.Fatalf("download_url %q", u)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, video) {
+		t.Fatalf("GET download_url: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if err := srv.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(srv.stderr.String(), configSecret) {
+		t.Fatal("the storage secret was logged")
 	}
 }
