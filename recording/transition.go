@@ -60,7 +60,10 @@ func settingsOf(d *livehooks.DomainSettings) Settings {
 	if d == nil {
 		return s
 	}
-	if d.MaxPause > 0 {
+	// Stored settings always carry their pause (the API and the config file
+	// fill in the default); 0 means the task ends as soon as the publisher
+	// stops.
+	if d.MaxPause >= 0 {
 		s.MaxPause = d.MaxPause
 	}
 	if d.RecordFormat != "" {

@@ -241,3 +241,18 @@ func TestResumeWithoutFileReports(t *testing.T) {
 	s.signal(Publish, nil)
 	s.want("RECORD_START task1", "RECORD_NEW_FILE_START task1/job1", "RECORD_NEW_FILE_START task1/job2")
 }
+
+func TestZeroPauseEndsAtOnce(t *testing.T) {
+	if got := settingsOf(&livehooks.DomainSettings{MaxPause: 0}).MaxPause; got != 0 {
+		t.Fatalf("stored pause 0 became %v", got)
+	}
+	if got := settingsOf(nil).MaxPause; got != livehooks.DefaultMaxPause {
+		t.Fatalf("no settings: %v", got)
+	}
+	s := newSim(t)
+	s.set.MaxPause = 0
+	s.signal(Publish, nil)
+	s.signal(Unpublish, nil)
+	s.advance(0)
+	s.want("RECORD_START task1", "RECORD_NEW_FILE_START task1/job1", "RECORD_OVER task1")
+}
