@@ -76,7 +76,7 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 	fs.StringArrayVar(&o.accessKeys, "access-key", nil, "access key AK:SK:PROJECT[,PROJECT…] for SDK-HMAC-SHA256 signing; * as PROJECT means any (repeatable)")
 	fs.StringArrayVar(&o.tokens, "token", nil, "static X-Auth-Token TOKEN:PROJECT[,PROJECT…] (repeatable)")
 	fs.StringArrayVar(&o.ingestSecrets, "ingest-secret", nil, "media-server hook secret PROJECT:SECRET (repeatable)")
-	fs.StringArrayVar(&o.allowCIDRs, "allow-callback-cidr", nil, "allow callbacks to this otherwise forbidden network, e.g. 127.0.0.0/8 (repeatable)")
+	fs.StringArrayVar(&o.allowCIDRs, "allow-callback-cidr", nil, "allow callbacks, on-demand requests and storage uploads to this otherwise forbidden network, e.g. 127.0.0.0/8 (repeatable)")
 	fs.StringArrayVar(&o.recordDirs, "record-dir", nil, "directory whose recorder files livehooks may read (repeatable)")
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://…); embedded SQLite when empty")
 	fs.BoolVar(&o.dev, "dev", false, "disable authentication, for local trials only")
