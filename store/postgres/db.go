@@ -1,0 +1,252 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/livehooks/livehooks"
+)
+
+// DefaultLease is how long a node owns a lane it creates at Enqueue before
+// another node may take it over, unless Options.Lease says otherwise.
+const DefaultLease = 30 * time.Second
+
+// Options configure Open.
+type Options struct {
+	// URL is the PostgreSQL connection string (postgres://user@host/db?…);
+	// pgxpool's pool_* parameters are honoured.
+	URL string
+	// Cipher encrypts callback keys and storage secrets at rest. Required.
+	Cipher livehooks.Cipher
+	// Clock tells the time where the caller gives none (DisableCallback,
+	// migrations, whether a released lane is due). Default: the system clock.
+	Clock livehooks.Clock
+	// Lease is how long the lease of a lane created by Enqueue or Requeue
+	// lasts. Default: DefaultLease.
+	Lease time.Duration
+	// MaxConns caps the connection pool (Listen uses one more connection of
+	// its own). Default: the URL's pool_max_conns, else pgxpool's default.
+	MaxConns int32
+	// Logger receives what Listen cannot return: lost connections and
+	// reconnections. Default: discard.
+	Logger *slog.Logger
+}
+
+// DB is a livehooks.Store on a PostgreSQL database that several nodes may
+// share.
+type DB struct {
+	pool   *pgxpool.Pool
+	cipher livehooks.Cipher
+	clock  livehooks.Clock
+	lease  time.Duration
+	logger *slog.Logger
+
+	retries atomic.Int64 // transactions run again after a lock conflict (tests read it)
+}
+
+var _ livehooks.Store = (*DB)(nil)
+
+// Open connects to the database at opts.URL, applies pending migrations (one
+// node at a time: they run under an advisory lock) and returns the store. It
+// refuses a database whose schema is newer than this binary.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.URL == "" {
+		return nil, errors.New("postgres: open: Options.URL is required")
+	}
+	if opts.Cipher == nil {
+		return nil, errors.New("postgres: open: Options.Cipher is required (keys are never stored in plaintext)")
+	}
+	cfg, err := pgxpool.ParseConfig(opts.URL)
+	if err != nil {
+		// The parse error may repeat the URL, password included.
+		return nil, errors.New("postgres: open: invalid database URL")
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	db := &DB{cipher: opts.Cipher, clock: opts.Clock, lease: opts.Lease, logger: opts.Logger}
+	if db.clock == nil {
+		db.clock = livehooks.SystemClock{}
+	}
+	if db.lease <= 0 {
+		db.lease = DefaultLease
+	}
+	if db.logger == nil {
+		db.logger = slog.New(slog.DiscardHandler)
+	}
+	where := cfg.ConnConfig.Host + "/" + cfg.ConnConfig.Database
+	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
+	}
+	if err := migrate(ctx, db.pool, db.clock.Now()); err != nil {
+		db.pool.Close()
+		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
+	}
+	return db, nil
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool, waiting for connections in use to be released.
+// Listen stops with its own context.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Lock waits of write transactions. Lane rows are locked in the order each
+// transaction meets them (that is what orders a lane's deliveries across
+// nodes), so two nodes' batches can deadlock. PostgreSQL finds a deadlock
+// only after deadlock_timeout (1 s by default, settable by superusers
+// only), while every transaction waiting behind it stalls; a write gives up
+// waiting after lockTimeout instead, and runs again.
+const (
+	lockTimeout   = 200 * time.Millisecond
+	maxTxAttempts = 20
+)
+
+var beginWrite = fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())
+
+// writeTx runs fn in a transaction and commits it. When PostgreSQL aborts
+// the transaction for a deadlock, a serialization failure or a lock wait
+// past lockTimeout, writeTx runs it again from the start, after a short
+// random pause: fn must have no effects outside tx that a second run would
+// break.
+func (db *DB) writeTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.runTx(ctx, pgx.TxOptions{BeginQuery: beginWrite}, fn)
+		if err == nil || attempt == maxTxAttempts || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		db.retries.Add(1)
+		pause := time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(10*time.Millisecond)))
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// readTx runs fn in a read-only transaction with one snapshot.
+func (db *DB) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return db.runTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+// runTx rolls the transaction back if fn fails or panics.
+func (db *DB) runTx(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
+	tx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	defer func() {
+		// A no-op after Commit. A failed rollback closes the connection,
+		// and the pool drops it.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// SQLSTATEs the store tells apart.
+const (
+	codeUniqueViolation      = "23505"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+	codeLockNotAvailable     = "55P03"
+)
+
+func pgCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func retryable(err error) bool {
+	c := pgCode(err)
+	return c == codeDeadlockDetected || c == codeSerializationFailure || c == codeLockNotAvailable
+}
+
+func isUniqueViolation(err error) bool { return pgCode(err) == codeUniqueViolation }
+
+// ts converts a time to what the store keeps: UTC, microseconds.
+func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// optTime stores a zero time as NULL.
+func optTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ts(t)
+}
+
+// fromOpt reads a nullable timestamptz.
+func fromOpt(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// validText reports whether every s can be stored in a text column: valid
+// UTF-8 without NUL. A lookup by a key that is not cannot match anything.
+func validText(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanText makes s storable in a text column, replacing NUL and invalid
+// UTF-8 with U+FFFD. SQLite keeps such bytes; PostgreSQL refuses them, and
+// one receiver's binary answer or a media server's stray byte must not fail
+// a whole group commit.
+func cleanText(s string) string {
+	if validText(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// limitOrDefault applies the list default to a zero or negative limit.
+func limitOrDefault(n int) int {
+	if n <= 0 {
+		return livehooks.DefaultLimit
+	}
+	return n
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return cleanText(s)
+}

@@ -1,0 +1,4 @@
+// Package postgres is the livehooks store on PostgreSQL (pgx), for several
+// livehooks nodes sharing one database: lanes are leased with FOR UPDATE SKIP
+// LOCKED, and nodes wake each other with LISTEN/NOTIFY (see DB.Listen).
+package postgres

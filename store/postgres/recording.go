@@ -1,0 +1,242 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/livehooks/livehooks"
+)
+
+const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
+	file_started_at, published_at, over_at, next_file_at, updated_at`
+
+func validStreamKey(k livehooks.StreamKey) error {
+	if !validText(k.ProjectID, k.PublishDomain, k.App, k.Stream) {
+		return livehooks.Errorf(livehooks.EINVALID, "invalid stream key")
+	}
+	return nil
+}
+
+// Stream returns a stream's recording state, nil when it has none. It locks
+// the stream (an advisory lock, which holds whether or not the stream has a
+// row yet) until the transaction ends, so that two nodes handling the same
+// stream apply their transitions one after the other, each seeing the
+// state the other left.
+func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*livehooks.StreamState, error) {
+	if err := validStreamKey(key); err != nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+		key.ProjectID+"/"+key.PublishDomain+"/"+key.App+"/"+key.Stream)
+	b.Queue(`SELECT `+streamColumns+` FROM streams
+		WHERE project_id = $1 AND publish_domain = $2 AND app = $3 AND stream = $4`,
+		key.ProjectID, key.PublishDomain, key.App, key.Stream)
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("postgres: lock stream: %w", err)
+	}
+	var (
+		s                                  livehooks.StreamState
+		started, published, over, nextFile *time.Time
+	)
+	err := br.QueryRow().Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
+		&started, &published, &over, &nextFile, &s.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, br.Close()
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: load stream: %w", err)
+	}
+	s.FileStartedAt, s.PublishedAt = fromOpt(started), fromOpt(published)
+	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOpt(over), fromOpt(nextFile), s.UpdatedAt.UTC()
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("postgres: load stream: %w", err)
+	}
+	return &s, nil
+}
+
+// PutStream stores a stream's recording state (insert or replace), with its
+// next timer indexed for DueStreams.
+func (t *outboxTx) PutStream(ctx context.Context, s *livehooks.StreamState) error {
+	if err := validStreamKey(s.StreamKey); err != nil {
+		return err
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO streams (`+streamColumns+`, next_timer)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (project_id, publish_domain, app, stream) DO UPDATE SET
+			state = excluded.state, task_id = excluded.task_id, job_id = excluded.job_id,
+			file_seq = excluded.file_seq, file_started_at = excluded.file_started_at,
+			published_at = excluded.published_at, over_at = excluded.over_at,
+			next_file_at = excluded.next_file_at, updated_at = excluded.updated_at,
+			next_timer = excluded.next_timer`,
+		s.ProjectID, s.PublishDomain, s.App, s.Stream, cleanText(s.State), cleanText(s.TaskID), cleanText(s.JobID), s.FileSeq,
+		optTime(s.FileStartedAt), optTime(s.PublishedAt), optTime(s.OverAt), optTime(s.NextFileAt),
+		ts(s.UpdatedAt), optTime(s.NextTimer()))
+	if err != nil {
+		return fmt.Errorf("postgres: store stream: %w", err)
+	}
+	return nil
+}
+
+// DueStreams returns streams whose next timer is due, earliest first.
+func (db *DB) DueStreams(ctx context.Context, now time.Time, limit int) ([]livehooks.StreamKey, error) {
+	rows, err := db.pool.Query(ctx, `SELECT project_id, publish_domain, app, stream FROM streams
+		WHERE next_timer IS NOT NULL AND next_timer <= $1 ORDER BY next_timer LIMIT $2`, ts(now), limitOrDefault(limit))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: due streams: %w", err)
+	}
+	defer rows.Close()
+	var keys []livehooks.StreamKey
+	for rows.Next() {
+		var k livehooks.StreamKey
+		if err := rows.Scan(&k.ProjectID, &k.PublishDomain, &k.App, &k.Stream); err != nil {
+			return nil, fmt.Errorf("postgres: due streams: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: due streams: %w", err)
+	}
+	return keys, nil
+}
+
+// storedDomain is the JSON column of a domain: its settings without secrets,
+// with the durations in milliseconds.
+type storedDomain struct {
+	livehooks.DomainSettings
+	PresignExpiryMS int64 `json:"presign_expiry_ms,omitempty"`
+}
+
+func errNoDomain(domain string) error {
+	return livehooks.Errorf(livehooks.ENOTFOUND, "publish domain %s has no recording settings", truncate(domain, 253))
+}
+
+// PutDomain stores a domain's recording settings, sealing the storage secret.
+// Replacing settings keeps their create time.
+func (db *DB) PutDomain(ctx context.Context, d *livehooks.DomainSettings) error {
+	if !validText(d.ProjectID, d.PublishDomain) {
+		return livehooks.Errorf(livehooks.EINVALID, "invalid project or publish domain")
+	}
+	sd := storedDomain{DomainSettings: *d}
+	var sealed []byte
+	if d.Storage != nil {
+		st := *d.Storage
+		sd.Storage = &st
+		sd.PresignExpiryMS = d.Storage.PresignExpiry.Milliseconds()
+		if st.SecretKey != "" {
+			var err error
+			if sealed, err = db.cipher.Seal([]byte(st.SecretKey)); err != nil {
+				return fmt.Errorf("postgres: encrypt storage secret: %w", err)
+			}
+		}
+	}
+	body, err := json.Marshal(sd)
+	if err != nil {
+		return fmt.Errorf("postgres: encode domain: %w", err)
+	}
+	err = db.writeTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, storage_secret, create_time, update_time)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (project_id, publish_domain) DO UPDATE SET settings = excluded.settings,
+				max_pause_ms = excluded.max_pause_ms, storage_secret = excluded.storage_secret, update_time = excluded.update_time`,
+			d.ProjectID, d.PublishDomain, string(body), d.MaxPause.Milliseconds(), sealed, ts(d.CreateTime), ts(d.UpdateTime))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: store domain: %w", err)
+	}
+	return nil
+}
+
+const domainColumns = `project_id, settings::text, max_pause_ms, storage_secret, create_time, update_time`
+
+func (db *DB) scanDomain(row pgx.Row) (*livehooks.DomainSettings, error) {
+	var (
+		project, body   string
+		maxPause        int64
+		sealed          []byte
+		created, update time.Time
+	)
+	if err := row.Scan(&project, &body, &maxPause, &sealed, &created, &update); err != nil {
+		return nil, err
+	}
+	var sd storedDomain
+	if err := json.Unmarshal([]byte(body), &sd); err != nil {
+		return nil, fmt.Errorf("postgres: decode domain: %w", err)
+	}
+	d := sd.DomainSettings
+	d.ProjectID, d.MaxPause = project, time.Duration(maxPause)*time.Millisecond
+	d.CreateTime, d.UpdateTime = created.UTC(), update.UTC()
+	if d.Storage != nil {
+		d.Storage.PresignExpiry = time.Duration(sd.PresignExpiryMS) * time.Millisecond
+		if sealed != nil {
+			secret, err := db.cipher.Open(sealed)
+			if err != nil {
+				return nil, fmt.Errorf("postgres: decrypt storage secret of %s: %w", d.PublishDomain, err)
+			}
+			d.Storage.SecretKey = string(secret)
+		}
+	}
+	return &d, nil
+}
+
+// FindDomain returns a domain's settings.
+func (db *DB) FindDomain(ctx context.Context, projectID, domain string) (*livehooks.DomainSettings, error) {
+	if !validText(projectID, domain) {
+		return nil, errNoDomain(domain)
+	}
+	d, err := db.scanDomain(db.pool.QueryRow(ctx, `SELECT `+domainColumns+` FROM domains
+		WHERE project_id = $1 AND publish_domain = $2`, projectID, domain))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoDomain(domain)
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: find domain: %w", err)
+	}
+	return d, nil
+}
+
+// FindDomains lists a project's domain settings, ordered by domain.
+func (db *DB) FindDomains(ctx context.Context, projectID string) ([]*livehooks.DomainSettings, error) {
+	if !validText(projectID) {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+domainColumns+` FROM domains WHERE project_id = $1
+		ORDER BY publish_domain COLLATE "C"`, projectID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list domains: %w", err)
+	}
+	defer rows.Close()
+	var out []*livehooks.DomainSettings
+	for rows.Next() {
+		d, err := db.scanDomain(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: list domains: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: list domains: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteDomain removes a domain's settings.
+func (db *DB) DeleteDomain(ctx context.Context, projectID, domain string) error {
+	if !validText(projectID, domain) {
+		return errNoDomain(domain)
+	}
+	tag, err := db.pool.Exec(ctx, `DELETE FROM domains WHERE project_id = $1 AND publish_domain = $2`, projectID, domain)
+	if err != nil {
+		return fmt.Errorf("postgres: delete domain: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errNoDomain(domain)
+	}
+	return nil
+}
