@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/livehooks/livehooks/groupcommit"
 	"github.com/livehooks/livehooks/metrics"
 	"github.com/livehooks/livehooks/recording"
+	"github.com/livehooks/livehooks/store/postgres"
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
@@ -147,11 +147,14 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	lock, err := lockDataDir(o.dataDir)
-	if err != nil {
-		return err
+	if o.databaseURL == "" {
+		// Nodes share a PostgreSQL database, never an embedded store.
+		lock, err := lockDataDir(o.dataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 	}
-	defer lock.Close()
 
 	verifier, err := credentials(e, o, logger)
 	if err != nil {
@@ -166,16 +169,29 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("master key: %w", err)
 	}
+	var (
+		store livehooks.Store
+		// listen wakes the dispatcher when another node leaves it work
+		// (PostgreSQL: nodes share the database); nil with SQLite.
+		listen func(ctx context.Context, wake func()) error
+	)
 	if o.databaseURL != "" {
-		return errors.New("--database-url: PostgreSQL is not available in this build")
-	}
-	dbPath := filepath.Join(o.dataDir, "livehooks.db")
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: dbPath, Cipher: cipher, Synchronous: o.sqliteSynchronous})
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		db, err := postgres.Open(ctx, postgres.Options{URL: o.databaseURL, Cipher: cipher, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		store, listen = db, db.Listen
+		logger.Info("store opened", "backend", "postgres", "schema_version", postgres.SchemaVersion())
+	} else {
+		dbPath := filepath.Join(o.dataDir, "livehooks.db")
+		db, err := sqlite.Open(ctx, sqlite.Options{Path: dbPath, Cipher: cipher, Synchronous: o.sqliteSynchronous})
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		store = db
+		logger.Info("store opened", "backend", "sqlite", "path", dbPath, "synchronous", strings.ToUpper(o.sqliteSynchronous))
 	}
 	defer store.Close()
-	logger.Info("store opened", "backend", "sqlite", "path", dbPath, "synchronous", strings.ToUpper(o.sqliteSynchronous))
 	if o.recordingConfig != "" {
 		entries, err := loadRecordingConfig(o.recordingConfig, e.getenv)
 		if err != nil {
@@ -273,6 +289,13 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
 	go purgeLoop(ctx, store, o.retention, logger)
+	if listen != nil {
+		go func() {
+			if err := listen(ctx, dispatcher.Wake); err != nil {
+				logger.Error("listen for other nodes", "error", err)
+			}
+		}()
+	}
 	// Recording timers fire only while the committer runs.
 	go machine.Run(commitCtx)
 	if file, ok := verifier.(*reloadingVerifier); ok {
