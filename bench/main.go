@@ -47,6 +47,7 @@ type options struct {
 	extraArgs    multiFlag
 	sign         bool
 	sampleEvery  time.Duration
+	serveEnv     multiFlag
 	verbose      bool
 
 	set map[string]bool // flags given on the command line
@@ -80,6 +81,7 @@ func main() {
 	fs.BoolVar(&o.keep, "keep", false, "keep data directories and logs")
 	fs.StringVar(&o.synchronous, "sqlite-synchronous", "FULL", "passed to livehooks --sqlite-synchronous")
 	fs.Var(&o.extraArgs, "serve-arg", "extra argument for livehooks serve (repeatable), e.g. -serve-arg=--per-destination=32")
+	fs.Var(&o.serveEnv, "serve-env", "extra environment variable for livehooks (repeatable), e.g. -serve-env GOGC=200")
 	fs.BoolVar(&o.sign, "sign", true, "give configs a key (callbacks signed, as in production)")
 	fs.DurationVar(&o.sampleEvery, "sample", 500*time.Millisecond, "RSS/CPU sampling interval")
 	fs.BoolVar(&o.verbose, "v", false, "progress lines and livehooks' warnings on stderr")

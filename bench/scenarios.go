@@ -70,6 +70,9 @@ func (p params) asMap(e *env) map[string]any {
 	if len(e.o.extraArgs) > 0 {
 		m["serve_args"] = e.o.extraArgs.String()
 	}
+	if len(e.o.serveEnv) > 0 {
+		m["serve_env"] = e.o.serveEnv.String()
+	}
 	if e.o.profileDir != "" {
 		m["profiling_harness"] = true
 	}

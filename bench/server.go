@@ -139,7 +139,7 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 	args = append(args, sc.args...)
 	args = append(args, e.o.extraArgs...)
 	cmd := exec.Command(e.bin, args...)
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), e.o.serveEnv...)
 	if e.o.profileDir != "" {
 		pp, err := freePort()
 		if err != nil {
