@@ -25,7 +25,8 @@ const (
 type FileHint struct {
 	// Duration the recorder measured (MediaMTX's MTX_SEGMENT_DURATION). It
 	// is used only for files of a format that cannot be probed (MPEG-TS
-	// segments), whose size is then the file's and width and height 0.
+	// segments, reported as HLS), whose size is then the file's and width and
+	// height 0.
 	Duration time.Duration
 }
 
@@ -61,6 +62,9 @@ func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path str
 	if err != nil && errors.Is(err, media.ErrUnsupported) && hint.Duration > 0 {
 		if st, serr := os.Stat(real); serr == nil && st.Mode().IsRegular() {
 			info, err = media.Info{Size: st.Size(), Duration: hint.Duration, HasVideo: true}, nil
+			if strings.EqualFold(filepath.Ext(real), ".ts") {
+				info.Format = livehooks.FormatHLS // an HLS segment, as Huawei names the format
+			}
 		}
 	}
 	if err != nil {

@@ -140,7 +140,7 @@ func TestUnprobeableFormatUsesTheRecordersDuration(t *testing.T) {
 	if err := src.FileDone(context.Background(), cam1, p, source.FileHint{}); err != nil {
 		t.Fatal(err)
 	}
-	rec.Want(t, "file_done "+stream+" seg.ts  16544B 1.5s 0x0",
+	rec.Want(t, "file_done "+stream+" seg.ts HLS 16544B 1.5s 0x0",
 		`failure `+stream+` "recording file seg.ts could not be read: media: unsupported file: unrecognised file format"`)
 }
 

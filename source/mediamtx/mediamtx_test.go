@@ -78,7 +78,7 @@ func TestNotifications(t *testing.T) {
 	const s = "p/push.example.com/live/cam1"
 	rec.Want(t, "publish "+s,
 		"file_done "+s+" 2026-03-08_14-10-25-000000.mp4 MP4 24857B 2.023s 320x240",
-		"file_done "+s+" 2026-03-08_14-10-27-000000.ts  16544B 1.5s 0x0",
+		"file_done "+s+" 2026-03-08_14-10-27-000000.ts HLS 16544B 1.5s 0x0",
 		`failure `+s+` "file outside the record directories"`,
 		"unpublish "+s)
 }
