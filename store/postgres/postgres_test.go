@@ -509,3 +509,57 @@ func TestListenStopsWithContext(t *testing.T) {
 		t.Fatal("Listen did not return after its context was canceled")
 	}
 }
+
+// TestQueryPlans checks that the hot statements can use indexes (with
+// sequential scans disabled, as the tables are too small to prefer one), and
+// the ones they are meant to where the choice is not the planner's whim on
+// empty tables: lane key ranges in particular need the "C" collation.
+func TestQueryPlans(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	openTest(t, url, Options{})
+	conn := rawConn(t, url)
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	lo, hi := laneRange("cfg")
+	for _, tc := range []struct {
+		name string
+		sql  string
+		args []any
+		want []string
+	}{
+		{"match", matchSQL, []any{"p", "d", "a"}, nil},
+		{"lane deliveries", laneDeliveriesSQL, []any{"cfg/s", int64(0), 10}, []string{"deliveries_lane"}},
+		{"claim", claimLanesSQL, []any{"n", now, now, 10}, []string{"lanes_free", "lanes_leased"}},
+		{"renew", renewSQL, []any{"n", now}, []string{"lanes_owner"}},
+		{"record", recordSQL, []any{int64(1), "succeeded", now, now, 200, "", now, int64(1), "", ""}, []string{"lanes_pkey"}},
+		{"delete pending of a config", deletePendingSQL, []any{lo, hi, "cfg"}, []string{"deliveries_lane"}},
+		{"fail pending of a config", failPendingSQL, []any{lo, hi, "cfg", "gone", now}, []string{"deliveries_lane"}},
+		{"lanes of a config", deleteConfigLanesSQL, []any{lo, hi, "cfg"}, []string{"lanes_pkey"}},
+	} {
+		rows, err := conn.Query(ctx, "EXPLAIN "+tc.sql, tc.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		rows.Close()
+		text := strings.Join(plan, "\n")
+		for _, idx := range tc.want {
+			if !strings.Contains(text, idx) {
+				t.Errorf("%s does not use %s:\n%s", tc.name, idx, text)
+			}
+		}
+		if strings.Contains(text, "Seq Scan") {
+			t.Errorf("%s scans a table:\n%s", tc.name, text)
+		}
+	}
+}
