@@ -104,6 +104,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	domain, err := publishDomain(r, f.Get("tcurl"))
 	if err != nil {
+		h.o.Source.Logger().Info("nginx-rtmp notification refused", "call", call, "project_id", r.PathValue("project_id"), "error", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
