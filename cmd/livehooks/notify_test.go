@@ -114,6 +114,11 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}
 	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"serve", "--help"}, func(string) string { return "" }, nil, &out, &out); err != nil ||
+		!strings.Contains(out.String(), "--nginx-control-url") || !strings.Contains(out.String(), "LIVEHOOKS_NGINX_CONTROL_URL") {
+		t.Errorf("serve --help: %v\n%s", err, out.String())
+	}
 }
 
 // TestNotifyMediaMTXThroughServe: MediaMTX's three hooks through a real
