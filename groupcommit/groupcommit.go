@@ -206,6 +206,10 @@ func (c *Committer) commit(batch []*op) {
 	defer cancel()
 	failed := make([]error, len(batch))
 	err := c.outbox.Write(ctx, func(tx livehooks.OutboxTx) error {
+		// A store may run fn again after a conflict (PostgreSQL): only the
+		// last run's outcome counts.
+		clear(failed)
+		clear(effects)
 		for i, o := range batch {
 			var err error
 			switch o.kind {

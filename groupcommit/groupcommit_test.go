@@ -203,3 +203,44 @@ func TestClosedAfterRun(t *testing.T) {
 		t.Fatalf("after Run: %v", err)
 	}
 }
+
+// rerunStore runs fn twice, as PostgreSQL does after a lock conflict: in the
+// first, rolled-back run every Enqueue fails with a domain error; the second
+// run is the one that commits.
+type rerunStore struct{ *sqlite.DB }
+
+type failingTx struct{ livehooks.OutboxTx }
+
+func (failingTx) Enqueue(context.Context, string, time.Time, []*livehooks.Event) ([]*livehooks.Delivery, error) {
+	return nil, livehooks.Errorf(livehooks.ENOTFOUND, "transient")
+}
+
+var errRollback = errors.New("roll back the first run")
+
+func (s rerunStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
+	_ = s.DB.Write(ctx, func(tx livehooks.OutboxTx) error {
+		_ = fn(failingTx{tx})
+		return errRollback
+	})
+	return s.DB.Write(ctx, fn)
+}
+
+// TestRerunKeepsOnlyTheLastOutcome: a caller whose operation failed in a
+// rolled-back run and succeeded in the committed one gets success.
+func TestRerunKeepsOnlyTheLastOutcome(t *testing.T) {
+	key := make([]byte, 32)
+	c, _ := aesgcm.New(key)
+	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/gc.db", Cipher: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	gc := groupcommit.New(rerunStore{db}, groupcommit.Options{Node: "n1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")}); err != nil {
+		t.Fatalf("the committed run succeeded, the caller got %v", err)
+	}
+}
