@@ -211,12 +211,12 @@ func (s *step) fileDone(f *File) {
 		s.emit(livehooks.RecordStart, nil)
 	}
 	if f.Empty {
-		// No media: nothing to announce. The job announced for it, if any,
-		// ends here.
-		st.JobID = ""
-		if st.State == livehooks.StreamLive {
-			st.NextFileAt = s.now.Add(s.delay)
-		}
+		// No media (nginx-rtmp's trailing file of a stream that ended just
+		// past a record interval): nothing to announce, and nothing changes.
+		// It may arrive before the real last file (nginx's end-of-stream
+		// calls race each other), whose job is still open; and it cannot be
+		// the announced next file, which waits NextFileDelay while such a
+		// file ends within milliseconds.
 		return
 	}
 	if st.JobID == "" {

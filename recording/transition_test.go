@@ -144,6 +144,25 @@ func TestEmptyTrailingFileIsSkipped(t *testing.T) {
 	s.want("RECORD_OVER task1")
 }
 
+// TestEmptyTrailingFileArrivesFirst: nginx's end-of-stream calls race, so the
+// empty trailing file's record_done may come before the last real file's and
+// before publish_done; the real file still completes its announced job.
+func TestEmptyTrailingFileArrivesFirst(t *testing.T) {
+	s := newSim(t)
+	s.signal(Publish, nil)
+	s.advance(6 * time.Second)
+	s.signal(FileDone, file("a.flv", 6))
+	s.advance(2 * time.Second)
+	s.want("RECORD_START task1", "RECORD_NEW_FILE_START task1/job1", "RECORD_FILE_COMPLETE task1/job1", "RECORD_NEW_FILE_START task1/job2")
+	s.advance(4 * time.Second)
+	s.signal(FileDone, &File{Name: "c.flv", Size: 91, Empty: true})
+	s.signal(Unpublish, nil)
+	s.signal(FileDone, file("b.flv", 6))
+	s.want("RECORD_FILE_COMPLETE task1/job2")
+	s.advance(31 * time.Second)
+	s.want("RECORD_OVER task1")
+}
+
 func TestShortFilesAnnouncedBeforeComplete(t *testing.T) {
 	s := newSim(t)
 	s.signal(Publish, nil)
