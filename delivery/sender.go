@@ -15,9 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"code.dny.dev/ssrf"
-
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/egress"
 	"github.com/livehooks/livehooks/signature"
 )
 
@@ -70,16 +69,8 @@ func NewSender(o SenderOptions) *Sender {
 	if o.Clock == nil {
 		o.Clock = livehooks.SystemClock{}
 	}
-	var v4, v6 []netip.Prefix
-	for _, p := range o.AllowCIDRs {
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
-	}
-	guard := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
-	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver, Control: guard.Safe}
+	dialer := egress.Dialer(o.AllowCIDRs, o.ConnectTimeout)
+	dialer.Resolver = o.Resolver
 	transport := &http.Transport{
 		Proxy:                 nil, // a proxy would dial for us and bypass the guard
 		DialContext:           dialer.DialContext,
@@ -169,7 +160,7 @@ func describe(err error) string {
 		err = ue.Err
 	}
 	switch {
-	case errors.Is(err, ssrf.ErrProhibitedIP), errors.Is(err, ssrf.ErrProhibitedPort), errors.Is(err, ssrf.ErrProhibitedNetwork):
+	case egress.Refused(err):
 		return refusedPrefix + trimOp(err.Error()) + " (allow it with --allow-callback-cidr)"
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return "timeout: " + trimOp(err.Error())

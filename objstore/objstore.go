@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -15,11 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"code.dny.dev/ssrf"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/egress"
 )
 
 // MaxPresignExpiry is the longest validity of a presigned URL that S3
@@ -155,16 +154,7 @@ func (s *Store) client(st *livehooks.StorageSettings) (*minio.Client, error) {
 // guardedTransport is minio-go's default transport with an SSRF guard on
 // its dialer and no proxy (a proxy would dial for us and bypass the guard).
 func guardedTransport(allow []netip.Prefix) *http.Transport {
-	var v4, v6 []netip.Prefix
-	for _, p := range allow {
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
-	}
-	guard := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Safe}
+	dialer := egress.Dialer(allow, 10*time.Second)
 	return &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          256,

@@ -3,17 +3,16 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"code.dny.dev/ssrf"
 
 	"github.com/livehooks/livehooks/api"
 	"github.com/livehooks/livehooks/auth"
+	"github.com/livehooks/livehooks/egress"
 	"github.com/livehooks/livehooks/objstore"
 	"github.com/livehooks/livehooks/source"
 	"github.com/livehooks/livehooks/source/mediamtx"
@@ -61,16 +60,7 @@ func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackM
 // dial time, after DNS) unless --allow-callback-cidr opens them, uses no
 // proxy and follows no redirect.
 func guardedClient(allow []netip.Prefix, connectTimeout time.Duration) *http.Client {
-	var v4, v6 []netip.Prefix
-	for _, p := range allow {
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
-	}
-	guard := ssrf.New(ssrf.WithAnyPort(), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))
-	dialer := &net.Dialer{Timeout: connectTimeout, Control: guard.Safe}
+	dialer := egress.Dialer(allow, connectTimeout)
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:               nil,
