@@ -81,9 +81,9 @@ type DomainSettings struct {
 	RejectUnknownStreams bool `json:"reject_unknown_streams,omitempty"`
 	// Storage, when set, uploads finished files to S3-compatible storage and
 	// uses the object URL as download_url.
-	Storage *StorageSettings `json:"storage,omitempty"`
-	CreateTime time.Time `json:"-"`
-	UpdateTime time.Time `json:"-"`
+	Storage    *StorageSettings `json:"storage,omitempty"`
+	CreateTime time.Time        `json:"-"`
+	UpdateTime time.Time        `json:"-"`
 }
 
 // StorageSettings locate an S3-compatible bucket.

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/livehooks/livehooks/api"
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/egress"
