@@ -6,7 +6,9 @@
 //
 //   - LIVEHOOKS_BENCH_PROFILE_DIR=DIR: a CPU profile of the whole run and heap,
 //     allocation, mutex and block profiles at exit, written to DIR;
-//   - LIVEHOOKS_BENCH_PPROF=ADDR: net/http/pprof on ADDR (loopback only).
+//   - LIVEHOOKS_BENCH_PPROF=ADDR: net/http/pprof on ADDR (loopback only);
+//   - LIVEHOOKS_BENCH_SLOW_COMMIT=DURATION: time the group commit's store
+//     writes, log those slower than DURATION and a summary at exit.
 //
 // Keep the wiring in step with serve.go when that changes (purge loop and
 // credential reloading are left out: they do nothing during a bench run).
@@ -28,6 +30,7 @@ import (
 	"runtime"
 	rpprof "runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -159,7 +162,17 @@ func run(ctx context.Context) error {
 	policy := delivery.DefaultPolicy()
 	policy.Window = retryWindow
 	var dispatcher *delivery.Dispatcher
-	committer := groupcommit.New(store, groupcommit.Options{
+	var outbox livehooks.Outbox = store
+	if v := os.Getenv("LIVEHOOKS_BENCH_SLOW_COMMIT"); v != "" {
+		threshold, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("LIVEHOOKS_BENCH_SLOW_COMMIT: %w", err)
+		}
+		ts := &timedStore{DB: store, threshold: threshold, logger: logger}
+		defer ts.report()
+		outbox = ts
+	}
+	committer := groupcommit.New(outbox, groupcommit.Options{
 		Node: node, Logger: logger, Metrics: m,
 		OnCommit: func(effects []groupcommit.Effect) { dispatcher.OnCommit(effects) },
 	})
@@ -235,4 +248,56 @@ func startProfiles(dir string) (func(), error) {
 			f.Close()
 		}
 	}, nil
+}
+
+// timedStore times every Write of the committer, split into the statements
+// (fn) and the rest (BEGIN and COMMIT, where the WAL is written and synced and
+// where SQLite runs its automatic checkpoints), and logs the slow ones.
+type timedStore struct {
+	*sqlite.DB
+	threshold time.Duration
+	logger    *slog.Logger
+
+	mu                    sync.Mutex
+	n, slow               int
+	total, stmts, commits time.Duration
+	worstTotal, worstFn   time.Duration
+}
+
+func (s *timedStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
+	var inFn time.Duration
+	start := time.Now()
+	err := s.DB.Write(ctx, func(tx livehooks.OutboxTx) error {
+		t := time.Now()
+		defer func() { inFn = time.Since(t) }()
+		return fn(tx)
+	})
+	total := time.Since(start)
+	s.mu.Lock()
+	s.n++
+	s.total += total
+	s.stmts += inFn
+	s.commits += total - inFn
+	if total > s.worstTotal {
+		s.worstTotal, s.worstFn = total, inFn
+	}
+	if total >= s.threshold {
+		s.slow++
+	}
+	s.mu.Unlock()
+	if total >= s.threshold {
+		s.logger.Warn("slow store write", "total", total, "statements", inFn, "begin_commit", total-inFn)
+	}
+	return err
+}
+
+func (s *timedStore) report() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 {
+		return
+	}
+	s.logger.Warn("store writes", "n", s.n, "slow", s.slow, "threshold", s.threshold,
+		"mean_total", s.total/time.Duration(s.n), "mean_statements", s.stmts/time.Duration(s.n),
+		"mean_begin_commit", s.commits/time.Duration(s.n), "worst", s.worstTotal, "worst_statements", s.worstFn)
 }
