@@ -53,6 +53,7 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	tr := newTracker(p.streams)
 	logf("backlog: building %d events (%d clients, batch %d, %d streams) while the receivers answer 503", total, p.clients, p.batch, p.streams)
 	r.smp.setPhase("build")
+	buildWall := time.Now()
 	st, start, end := r.load(ctx, tr, loadSpec{
 		rate: 0, duration: p.duration, total: total, clients: p.clients, batch: p.batch, streams: p.streams,
 		dest: func(s int) int { return s % p.receivers },
@@ -79,11 +80,13 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	logf("backlog: built %d events in %.1fs (%.0f ev/s); %.0f pending; receivers refused %d requests meanwhile; receivers up", b.Events, b.BuildSec, b.BuildRate, b.PendingPeak, down)
 
 	r.smp.setPhase("drain")
+	upWall := time.Now()
 	up := tr.now()
 	for _, rc := range r.rcv {
 		rc.mode.Store(modeOK)
 	}
 	r.drain(ctx, tr, nil, 20*e.o.drainTimeout)
+	drainedWall := time.Now()
 	res.Metrics = r.scrapeMetrics(ctx)
 	cerr := r.close()
 	r0 := r
@@ -107,6 +110,10 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	}
 	b.Delivered, b.Lost, b.Duplicates = lh.Delivered, lh.Lost, lh.Duplicates
 	res.Process = map[string]phaseStats{"build": summarize(r0.samples, "build"), "drain": summarize(r0.samples, "drain")}
+	res.Fsync = map[string]fsyncStats{
+		"build": summarizeFsync(r0.fsync, r0.since(buildWall), r0.since(upWall)),
+		"drain": summarizeFsync(r0.fsync, r0.since(upWall), r0.since(drainedWall)),
+	}
 	b.RSSBuildMB = res.Process["build"].RSSMaxMB
 	b.RSSDrainMB = res.Process["drain"].RSSMaxMB
 	res.Backlog = b

@@ -49,6 +49,9 @@ type Result struct {
 
 	Ratios  map[string]float64    `json:"ratios_to_baseline,omitempty"`
 	Process map[string]phaseStats `json:"process,omitempty"` // livehooks RSS/CPU by phase
+	// Fsync is the disk probe (4 KiB write + fsync every 100 ms next to the
+	// data directory) by phase: the disk's own latency at the time.
+	Fsync   map[string]fsyncStats `json:"disk_fsync_probe,omitempty"`
 	Samples []procSample          `json:"samples,omitempty"`
 	Metrics map[string]float64    `json:"livehooks_metrics,omitempty"`
 	Targets []Target              `json:"targets,omitempty"`
@@ -91,6 +94,8 @@ type TimePoint struct {
 	P50       float64 `json:"p50_ms"`
 	P99       float64 `json:"p99_ms"`
 	Max       float64 `json:"max_ms"`
+	// FsyncMaxMS is the slowest fsync of the disk probe in that second.
+	FsyncMaxMS float64 `json:"disk_fsync_max_ms"`
 }
 
 // Latency percentiles in milliseconds.
@@ -361,9 +366,13 @@ func printResult(w io.Writer, r *Result) {
 		slices.SortFunc(worst, func(a, b TimePoint) int { return cmp.Compare(b.P99, a.P99) })
 		var parts []string
 		for _, t := range worst[:min(3, len(worst))] {
-			parts = append(parts, fmt.Sprintf("second %d: p99 %.1f ms, max %.1f ms", t.Second, t.P99, t.Max))
+			parts = append(parts, fmt.Sprintf("second %d: p99 %.1f ms, max %.1f ms (disk probe fsync max %.1f ms)", t.Second, t.P99, t.Max, t.FsyncMaxMS))
 		}
 		fmt.Fprintf(w, "worst seconds: %s\n", strings.Join(parts, "; "))
+	}
+	for _, k := range sortedKeys(r.Fsync) {
+		f := r.Fsync[k]
+		fmt.Fprintf(w, "disk probe [%s]: fsync p50 %.2f ms, p99 %.2f ms, max %.1f ms, %d of %d over 100 ms\n", k, f.P50, f.P99, f.Max, f.Over100ms, f.N)
 	}
 	if v, ok := r.Metrics["cpu_us_per_event"]; ok {
 		fmt.Fprintf(w, "livehooks CPU per delivered event: %.0f µs\n", v)
@@ -422,4 +431,13 @@ func describeMachine() Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

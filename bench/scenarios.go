@@ -89,7 +89,12 @@ type scenarioRun struct {
 	smp     *sampler
 	configs []string
 	samples []procSample
+	probe   *fsyncProbe
+	fsync   []fsyncSample
 }
+
+// since returns the offset of t from the fsync probe's start.
+func (r *scenarioRun) since(t time.Time) time.Duration { return t.Sub(r.probe.start) }
 
 func (e *env) start(p params) (*scenarioRun, error) {
 	r := &scenarioRun{e: e, p: p}
@@ -111,6 +116,7 @@ func (r *scenarioRun) startLivehooks(ctx context.Context, serveArgs ...string) e
 	}
 	r.srv = srv
 	r.smp = startSampler(srv.pid, r.e.o.sampleEvery)
+	r.probe = startFsyncProbe(r.e.work)
 	r.smp.setPhase("setup")
 	for i, rc := range r.rcv {
 		id, err := srv.createConfig(ctx, "r"+strconv.Itoa(i), rc.url, r.e.o.sign)
@@ -128,6 +134,9 @@ func (r *scenarioRun) close() error {
 	if r.srv != nil {
 		if r.smp != nil {
 			r.samples = r.smp.finish()
+		}
+		if r.probe != nil {
+			r.fsync = r.probe.finish()
 		}
 		err = r.srv.stop()
 	}
@@ -257,11 +266,13 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	logf("livehooks: %d clients, rate %s, batch %d, %d streams, %d receivers (%d hanging), %s", p.clients, rateName(p.rate), p.batch, p.streams, p.receivers, dead, p.duration)
 	tr := newTracker(p.streams)
 	r.smp.setPhase("load")
+	loadWall := time.Now()
 	st, start, end := r.load(ctx, tr, loadSpec{
 		rate: p.rate, duration: p.duration, clients: p.clients, batch: p.batch, streams: p.streams,
 		dest: func(s int) int { return s % p.receivers }, cycleTypes: cycleTypes,
 		progress: progressLogger("load"),
 	})
+	loadEndWall := time.Now()
 	r.smp.setPhase("drain")
 	r.drain(ctx, tr, healthy, e.o.drainTimeout)
 	res.Metrics = r.scrapeMetrics(ctx)
@@ -275,6 +286,16 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	}
 	res.Process = map[string]phaseStats{"load": summarize(r0.samples, "load"), "drain": summarize(r0.samples, "drain")}
 	res.Samples = r0.samples
+	res.Fsync = map[string]fsyncStats{"load": summarizeFsync(r0.fsync, r0.since(loadWall), r0.since(loadEndWall))}
+	perSecond := maxFsyncPerSecond(r0.fsync, r0.since(loadWall))
+	for _, ph := range []*Phase{res.Livehooks, res.Healthy} {
+		if ph == nil {
+			continue
+		}
+		for i := range ph.Timeline {
+			ph.Timeline[i].FsyncMaxMS = perSecond[ph.Timeline[i].Second]
+		}
+	}
 	if d := res.Livehooks.Delivered; d > 0 {
 		// CPU per event is less sensitive than throughput to what else runs
 		// on the machine: compare it between runs.
