@@ -4,5 +4,7 @@
 // connections, and a store whose disk fills up. Receivers count every
 // acknowledged event; the tests assert that none is lost.
 //
-// It has no code of its own: everything is in the _test files.
+// It has no code of its own: everything is in the _test files. The tests run
+// one after another (no t.Parallel): each drives a subprocess hard, and their
+// timings (failure windows, kill moments) mean more on an otherwise idle CPU.
 package reliability

@@ -125,7 +125,7 @@ func (s *server) start() {
 	}
 }
 
-// kill9 kills livehooks with SIGKILL and waits for it to be gone.
+// kill kills livehooks with SIGKILL (kill -9) and waits for it to be gone.
 func (s *server) kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
@@ -288,6 +288,12 @@ func (l *ledger) duplicates() int {
 		n += c - 1
 	}
 	return n
+}
+
+func (l *ledger) unknownCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unknown
 }
 
 func (l *ledger) ackedCount() int {

@@ -40,7 +40,7 @@ func TestKill9DuringLoad(t *testing.T) {
 	}
 	l.waitDelivered(t, 60*time.Second)
 	l.checkOrder(t)
-	t.Logf("%d events sent, %d acknowledged, all delivered; %d duplicates after the kills; %d ingest requests failed while livehooks was down",
-		ld.sent.Load(), acked, l.duplicates(), ld.errs.Load())
+	t.Logf("%d events sent, %d acknowledged, all delivered; %d duplicates after the kills; %d ingest requests failed while livehooks was down; %d callbacks of unknown events",
+		ld.sent.Load(), acked, l.duplicates(), ld.errs.Load(), l.unknownCount())
 	srv.stop()
 }
