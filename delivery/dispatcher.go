@@ -54,7 +54,8 @@ type Options struct {
 	// ConfigTTL is how long a loaded config is reused (default 2 s).
 	ConfigTTL time.Duration
 	// BreakerThreshold consecutive failures open a destination's breaker
-	// (default 5) for BreakerOpen (default 10 s, doubling up to 5 min).
+	// (default 5) for BreakerOpen (default 10 s, doubling up to 1 min: a
+	// receiver that comes back is found within a minute).
 	BreakerThreshold int
 	BreakerOpen      time.Duration
 }
@@ -495,7 +496,7 @@ func (d *Dispatcher) failUnroutable(l *lane, cfg *livehooks.CallbackConfig) {
 func (d *Dispatcher) dest(key string) *destination {
 	ds := d.dests[key]
 	if ds == nil {
-		ds = &destination{key: key, breaker: breaker{threshold: d.o.BreakerThreshold, minOpen: d.o.BreakerOpen, maxOpen: 5 * time.Minute}}
+		ds = &destination{key: key, breaker: breaker{threshold: d.o.BreakerThreshold, minOpen: d.o.BreakerOpen, maxOpen: time.Minute}}
 		d.dests[key] = ds
 	}
 	return ds
