@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 const callbackColumns = `id, project_id, publish_domain, app, notify_callback_url,
@@ -27,7 +28,7 @@ func (db *DB) scanCallback(row pgx.Row) (*livehooks.CallbackConfig, error) {
 		&subs, &c.SignType, &c.OnDemandCallbackURL, &sealed, &c.DisabledReason, &c.CreateTime, &c.UpdateTime); err != nil {
 		return nil, err
 	}
-	c.NotifyEventSubscription = splitSubscription(subs)
+	c.NotifyEventSubscription = storerow.SplitSubscription(subs)
 	c.CreateTime, c.UpdateTime = c.CreateTime.UTC(), c.UpdateTime.UTC()
 	if sealed != nil {
 		key, err := db.cipher.Open(sealed)
@@ -52,29 +53,6 @@ func (db *DB) sealKey(key string) ([]byte, error) {
 	return sealed, nil
 }
 
-func joinSubscription(subs []livehooks.EventType) string {
-	var b strings.Builder
-	for i, s := range subs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(string(s))
-	}
-	return b.String()
-}
-
-func splitSubscription(s string) []livehooks.EventType {
-	if s == "" {
-		return []livehooks.EventType{}
-	}
-	parts := strings.Split(s, ",")
-	subs := make([]livehooks.EventType, len(parts))
-	for i, p := range parts {
-		subs[i] = livehooks.EventType(p)
-	}
-	return subs
-}
-
 func errConflict() error {
 	return livehooks.Errorf(livehooks.ECONFLICT, "a callback configuration for this publish_domain and app already exists")
 }
@@ -87,7 +65,7 @@ func errNotFound(id string) error {
 // string must fit a text column.
 func validConfig(c *livehooks.CallbackConfig) error {
 	if !validText(c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL, c.SignType, c.OnDemandCallbackURL,
-		c.DisabledReason, joinSubscription(c.NotifyEventSubscription)) {
+		c.DisabledReason, storerow.JoinSubscription(c.NotifyEventSubscription)) {
 		return livehooks.Errorf(livehooks.EINVALID, "callback configuration fields must be valid UTF-8 without NUL")
 	}
 	return nil
@@ -108,7 +86,7 @@ func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) e
 	_, err = db.pool.Exec(ctx, `INSERT INTO callbacks (`+callbackColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL,
-		joinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
+		storerow.JoinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
 		c.DisabledReason, ts(c.CreateTime), ts(c.UpdateTime))
 	if isUniqueViolation(err) {
 		return errConflict()
@@ -222,7 +200,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 		_, err = tx.Exec(ctx, `UPDATE callbacks SET publish_domain = $1, app = $2, notify_callback_url = $3,
 			notify_event_subscription = $4, sign_type = $5, on_demand_callback_url = $6, key_sealed = $7,
 			disabled_reason = $8, update_time = $9 WHERE id = $10`,
-			c.PublishDomain, c.App, c.NotifyCallbackURL, joinSubscription(c.NotifyEventSubscription),
+			c.PublishDomain, c.App, c.NotifyCallbackURL, storerow.JoinSubscription(c.NotifyEventSubscription),
 			c.SignType, c.OnDemandCallbackURL, sealed, c.DisabledReason, c.UpdateTime, c.ID)
 		if isUniqueViolation(err) {
 			return errConflict()

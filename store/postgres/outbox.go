@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // MaxResponse is how much of a receiver's answer an attempt keeps.
@@ -110,7 +111,7 @@ func (t *outboxTx) match(ctx context.Context, project, domain, app string) (matc
 	} else if err != nil {
 		return match{}, fmt.Errorf("postgres: match callback: %w", err)
 	} else {
-		for _, s := range splitSubscription(subs) {
+		for _, s := range storerow.SplitSubscription(subs) {
 			m.subs |= eventBit(s)
 		}
 		m.disabled = reason != ""

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
@@ -106,13 +106,6 @@ func (db *DB) DueStreams(ctx context.Context, now time.Time, limit int) ([]liveh
 	return keys, nil
 }
 
-// storedDomain is the JSON column of a domain: its settings without secrets,
-// with the durations in milliseconds.
-type storedDomain struct {
-	livehooks.DomainSettings
-	PresignExpiryMS int64 `json:"presign_expiry_ms,omitempty"`
-}
-
 func errNoDomain(domain string) error {
 	return livehooks.Errorf(livehooks.ENOTFOUND, "publish domain %s has no recording settings", truncate(domain, 253))
 }
@@ -123,22 +116,9 @@ func (db *DB) PutDomain(ctx context.Context, d *livehooks.DomainSettings) error 
 	if !validText(d.ProjectID, d.PublishDomain) {
 		return livehooks.Errorf(livehooks.EINVALID, "invalid project or publish domain")
 	}
-	sd := storedDomain{DomainSettings: *d}
-	var sealed []byte
-	if d.Storage != nil {
-		st := *d.Storage
-		sd.Storage = &st
-		sd.PresignExpiryMS = d.Storage.PresignExpiry.Milliseconds()
-		if st.SecretKey != "" {
-			var err error
-			if sealed, err = db.cipher.Seal([]byte(st.SecretKey)); err != nil {
-				return fmt.Errorf("postgres: encrypt storage secret: %w", err)
-			}
-		}
-	}
-	body, err := json.Marshal(sd)
+	body, sealed, err := storerow.EncodeDomain(d, db.cipher)
 	if err != nil {
-		return fmt.Errorf("postgres: encode domain: %w", err)
+		return fmt.Errorf("postgres: %w", err)
 	}
 	err = db.writeTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, storage_secret, create_time, update_time)
@@ -166,24 +146,11 @@ func (db *DB) scanDomain(row pgx.Row) (*livehooks.DomainSettings, error) {
 	if err := row.Scan(&project, &body, &maxPause, &sealed, &created, &update); err != nil {
 		return nil, err
 	}
-	var sd storedDomain
-	if err := json.Unmarshal([]byte(body), &sd); err != nil {
-		return nil, fmt.Errorf("postgres: decode domain: %w", err)
+	d, err := storerow.DecodeDomain(project, []byte(body), time.Duration(maxPause)*time.Millisecond, sealed, created, update, db.cipher)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	d := sd.DomainSettings
-	d.ProjectID, d.MaxPause = project, time.Duration(maxPause)*time.Millisecond
-	d.CreateTime, d.UpdateTime = created.UTC(), update.UTC()
-	if d.Storage != nil {
-		d.Storage.PresignExpiry = time.Duration(sd.PresignExpiryMS) * time.Millisecond
-		if sealed != nil {
-			secret, err := db.cipher.Open(sealed)
-			if err != nil {
-				return nil, fmt.Errorf("postgres: decrypt storage secret of %s: %w", d.PublishDomain, err)
-			}
-			d.Storage.SecretKey = string(secret)
-		}
-	}
-	return &d, nil
+	return d, nil
 }
 
 // FindDomain returns a domain's settings.

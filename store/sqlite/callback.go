@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 const callbackColumns = `id, project_id, publish_domain, app, notify_callback_url,
@@ -29,7 +30,7 @@ func (db *DB) scanCallback(row scanner) (*livehooks.CallbackConfig, error) {
 		&subs, &c.SignType, &c.OnDemandCallbackURL, &sealed, &c.DisabledReason, &created, &updat); err != nil {
 		return nil, err
 	}
-	c.NotifyEventSubscription = splitSubscription(subs)
+	c.NotifyEventSubscription = storerow.SplitSubscription(subs)
 	c.CreateTime, c.UpdateTime = fromMicros(created), fromMicros(updat)
 	if sealed != nil {
 		key, err := db.cipher.Open(sealed)
@@ -51,29 +52,6 @@ func (db *DB) sealKey(key string) ([]byte, error) {
 		return nil, fmt.Errorf("sqlite: encrypt key: %w", err)
 	}
 	return sealed, nil
-}
-
-func joinSubscription(subs []livehooks.EventType) string {
-	var b strings.Builder
-	for i, s := range subs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(string(s))
-	}
-	return b.String()
-}
-
-func splitSubscription(s string) []livehooks.EventType {
-	if s == "" {
-		return []livehooks.EventType{}
-	}
-	parts := strings.Split(s, ",")
-	subs := make([]livehooks.EventType, len(parts))
-	for i, p := range parts {
-		subs[i] = livehooks.EventType(p)
-	}
-	return subs
 }
 
 func errConflict() error {
@@ -103,7 +81,7 @@ func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) e
 	_, err = db.write.ExecContext(ctx, `INSERT INTO callbacks (`+callbackColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL,
-		joinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
+		storerow.JoinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
 		c.DisabledReason, micros(c.CreateTime), micros(c.UpdateTime))
 	if isUniqueViolation(err) {
 		return errConflict()
@@ -210,7 +188,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 		_, err = tx.ExecContext(ctx, `UPDATE callbacks SET publish_domain = ?, app = ?, notify_callback_url = ?,
 			notify_event_subscription = ?, sign_type = ?, on_demand_callback_url = ?, key_sealed = ?,
 			disabled_reason = ?, update_time = ? WHERE id = ?`,
-			c.PublishDomain, c.App, c.NotifyCallbackURL, joinSubscription(c.NotifyEventSubscription),
+			c.PublishDomain, c.App, c.NotifyCallbackURL, storerow.JoinSubscription(c.NotifyEventSubscription),
 			c.SignType, c.OnDemandCallbackURL, sealed, c.DisabledReason, micros(c.UpdateTime), c.ID)
 		if isUniqueViolation(err) {
 			return errConflict()

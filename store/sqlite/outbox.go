@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // MaxResponse is how much of a receiver's answer an attempt keeps.
@@ -82,7 +83,7 @@ func (t *outboxTx) match(ctx context.Context, project, domain, app string) (matc
 	} else if err != nil {
 		return match{}, fmt.Errorf("sqlite: match callback: %w", err)
 	} else {
-		for _, s := range splitSubscription(subs) {
+		for _, s := range storerow.SplitSubscription(subs) {
 			m.subs |= eventBit(s)
 		}
 		m.disabled = reason != ""

@@ -3,12 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
@@ -74,31 +74,11 @@ func (db *DB) DueStreams(ctx context.Context, now time.Time, limit int) ([]liveh
 	return keys, rows.Err()
 }
 
-// storedDomain is the JSON column of a domain: its settings without secrets,
-// with the durations in milliseconds.
-type storedDomain struct {
-	livehooks.DomainSettings
-	PresignExpiryMS int64 `json:"presign_expiry_ms,omitempty"`
-}
-
 // PutDomain stores a domain's recording settings, sealing the storage secret.
 func (db *DB) PutDomain(ctx context.Context, d *livehooks.DomainSettings) error {
-	sd := storedDomain{DomainSettings: *d}
-	var sealed []byte
-	if d.Storage != nil {
-		st := *d.Storage
-		sd.Storage = &st
-		sd.PresignExpiryMS = d.Storage.PresignExpiry.Milliseconds()
-		if st.SecretKey != "" {
-			var err error
-			if sealed, err = db.cipher.Seal([]byte(st.SecretKey)); err != nil {
-				return fmt.Errorf("sqlite: encrypt storage secret: %w", err)
-			}
-		}
-	}
-	body, err := json.Marshal(sd)
+	body, sealed, err := storerow.EncodeDomain(d, db.cipher)
 	if err != nil {
-		return fmt.Errorf("sqlite: encode domain: %w", err)
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, storage_secret, create_time, update_time)
@@ -123,24 +103,11 @@ func (db *DB) scanDomain(row scanner) (*livehooks.DomainSettings, error) {
 	if err := row.Scan(&project, &body, &maxPause, &sealed, &created, &update); err != nil {
 		return nil, err
 	}
-	var sd storedDomain
-	if err := json.Unmarshal([]byte(body), &sd); err != nil {
-		return nil, fmt.Errorf("sqlite: decode domain: %w", err)
+	d, err := storerow.DecodeDomain(project, []byte(body), time.Duration(maxPause)*time.Millisecond, sealed, fromMicros(created), fromMicros(update), db.cipher)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	d := sd.DomainSettings
-	d.ProjectID, d.MaxPause = project, time.Duration(maxPause)*time.Millisecond
-	d.CreateTime, d.UpdateTime = fromMicros(created), fromMicros(update)
-	if d.Storage != nil {
-		d.Storage.PresignExpiry = time.Duration(sd.PresignExpiryMS) * time.Millisecond
-		if sealed != nil {
-			secret, err := db.cipher.Open(sealed)
-			if err != nil {
-				return nil, fmt.Errorf("sqlite: decrypt storage secret of %s: %w", d.PublishDomain, err)
-			}
-			d.Storage.SecretKey = string(secret)
-		}
-	}
-	return &d, nil
+	return d, nil
 }
 
 const domainColumns = `project_id, settings, max_pause_ms, storage_secret, create_time, update_time`

@@ -137,7 +137,7 @@ func TestMigrationFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) == 0 || ms[0].version != 1 || ms[0].name != "0001_init" {
+	if len(ms) == 0 || ms[0].Version != 1 || ms[0].Name != "0001_init" {
 		t.Fatalf("migrations %+v", ms)
 	}
 }
