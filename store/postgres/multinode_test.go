@@ -20,6 +20,7 @@ import (
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/delivery"
 	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // crashable is a node's view of the store that a crash cuts off: from then
@@ -262,7 +263,7 @@ func TestNodeCrashLosesNothing(t *testing.T) {
 	url := testDatabase(t)
 	rcv := newGatedReceiver(t)
 	a, b := startNode(t, url, "node-a", logger), startNode(t, url, "node-b", logger)
-	cfg := &livehooks.CallbackConfig{ID: newHexID(), ProjectID: "p1", PublishDomain: "push.example.com", App: "live",
+	cfg := &livehooks.CallbackConfig{ID: storerow.NewEventID(), ProjectID: "p1", PublishDomain: "push.example.com", App: "live",
 		NotifyCallbackURL: rcv.URL + "/hook", NotifyEventSubscription: livehooks.EventTypes, CreateTime: time.Now(), UpdateTime: time.Now()}
 	cfg.Normalize()
 	if err := a.store.CreateCallback(ctx, cfg); err != nil {
@@ -278,7 +279,7 @@ func TestNodeCrashLosesNothing(t *testing.T) {
 		for s := range streams {
 			wg.Go(func() {
 				for i := from; i < to; i++ {
-					e := &livehooks.Event{ID: newHexID(), ProjectID: "p1", Type: livehooks.RecordFileComplete,
+					e := &livehooks.Event{ID: storerow.NewEventID(), ProjectID: "p1", Type: livehooks.RecordFileComplete,
 						PublishDomain: "push.example.com", App: "live", Stream: fmt.Sprintf("s%02d", s),
 						TaskID: "task", JobID: fmt.Sprintf("job%d", i), OccurredAt: time.Now()}
 					if _, err := nodes[(s+i)%2].committer.Enqueue(ctx, []*livehooks.Event{e}); err != nil {

@@ -2,13 +2,10 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -175,7 +172,7 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 	b := &pgx.Batch{}
 	for _, e := range events {
 		if e.ID == "" {
-			e.ID = newHexID()
+			e.ID = storerow.NewEventID()
 		}
 		if e.OccurredAt.IsZero() {
 			e.OccurredAt = now
@@ -538,7 +535,7 @@ func (t *outboxTx) record(ctx context.Context, node string, now time.Time, resul
 			at = now
 		}
 		b.Queue(recordSQL, r.Delivery.ID, string(status), next, now, r.Attempt.StatusCode, cleanText(lastError),
-			ts(at), r.Attempt.Latency.Microseconds(), truncateUTF8(cleanText(r.Attempt.Response), MaxResponse),
+			ts(at), r.Attempt.Latency.Microseconds(), storerow.TruncateUTF8(cleanText(r.Attempt.Response), MaxResponse),
 			cleanText(r.Attempt.Error))
 		b.Queue(deleteDoneLaneSQL, r.Delivery.ID)
 		if status == livehooks.DeliveryPending && !next.After(now) {
@@ -608,29 +605,4 @@ func (t *outboxTx) Defer(ctx context.Context, node, lane string, at time.Time) (
 		t.wake(node) // handed back due now: another node should take it
 	}
 	return livehooks.LaneState{Lane: lane, Open: false}, nil
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// newHexID returns an event id: 32 lowercase hex digits, the first 12 the
-// Unix milliseconds and the rest random, so that ids sort by time and the
-// unique index grows at its end instead of being written all over.
-func newHexID() string {
-	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }

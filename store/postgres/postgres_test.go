@@ -14,6 +14,7 @@ import (
 
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/aesgcm"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 var ctx = context.Background()
@@ -25,7 +26,7 @@ const (
 
 func testConfig(project, app string) *livehooks.CallbackConfig {
 	c := &livehooks.CallbackConfig{
-		ID: newHexID(), ProjectID: project, PublishDomain: "d1.example.com", App: app,
+		ID: storerow.NewEventID(), ProjectID: project, PublishDomain: "d1.example.com", App: app,
 		NotifyCallbackURL: "https://receiver.example/cb", CreateTime: time.Now(), UpdateTime: time.Now(),
 	}
 	c.Normalize()

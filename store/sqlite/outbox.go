@@ -2,13 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/store/storerow"
@@ -111,7 +108,7 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 	}
 	for _, e := range events {
 		if e.ID == "" {
-			e.ID = newHexID()
+			e.ID = storerow.NewEventID()
 		}
 		if e.OccurredAt.IsZero() {
 			e.OccurredAt = now
@@ -327,7 +324,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 			at = now
 		}
 		if _, err := t.stmt(stmtInsertAttempt).ExecContext(ctx, r.Delivery.ID, n, micros(at), r.Attempt.StatusCode,
-			r.Attempt.Latency.Microseconds(), truncateUTF8(r.Attempt.Response, MaxResponse), r.Attempt.Error); err != nil {
+			r.Attempt.Latency.Microseconds(), storerow.TruncateUTF8(r.Attempt.Response, MaxResponse), r.Attempt.Error); err != nil {
 			return nil, fmt.Errorf("sqlite: record attempt: %w", err)
 		}
 		if status == livehooks.DeliveryPending {
@@ -409,29 +406,4 @@ func (t *outboxTx) Defer(ctx context.Context, node, lane string, at time.Time) (
 		return livehooks.LaneState{}, fmt.Errorf("sqlite: defer lane: %w", err)
 	}
 	return livehooks.LaneState{Lane: lane, Open: false}, nil
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// newHexID returns an event id: 32 lowercase hex digits, the first 12 the
-// Unix milliseconds and the rest random, so that ids sort by time and the
-// unique index grows at its end instead of being written all over.
-func newHexID() string {
-	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }

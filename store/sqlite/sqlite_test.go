@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 var ctx = context.Background()
@@ -20,7 +21,7 @@ const secretKey = "PlaintextMustNeverAppear0123456789abcdefXYZ"
 
 func testConfig(project, app string) *livehooks.CallbackConfig {
 	c := &livehooks.CallbackConfig{
-		ID: newHexID(), ProjectID: project, PublishDomain: "d1.example.com", App: app,
+		ID: storerow.NewEventID(), ProjectID: project, PublishDomain: "d1.example.com", App: app,
 		NotifyCallbackURL: "https://receiver.example/cb", CreateTime: time.Now(), UpdateTime: time.Now(),
 	}
 	c.Normalize()
@@ -316,7 +317,7 @@ func TestQueryPlans(t *testing.T) {
 		for i := 0; i < 3000; i++ {
 			stream := "big"
 			if i%3 == 0 {
-				stream = "s" + newHexID()[:6]
+				stream = "s" + storerow.NewEventID()[:6]
 			}
 			events = append(events, &livehooks.Event{ProjectID: "p1", Type: livehooks.RecordFileComplete,
 				PublishDomain: "d1.example.com", App: []string{"live", "vod", "other"}[i%3], Stream: stream})

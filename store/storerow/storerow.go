@@ -5,6 +5,8 @@
 package storerow
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/livehooks/livehooks"
 )
@@ -128,4 +131,30 @@ func DecodeDomain(projectID string, settings []byte, maxPause time.Duration, sea
 		}
 	}
 	return &d, nil
+}
+
+// TruncateUTF8 cuts s to at most n bytes without splitting a character (the
+// stored first KiB of a receiver's answer).
+func TruncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// NewEventID returns an event id: 32 lowercase hex digits, the first 12 the
+// Unix milliseconds and the rest random, so that ids sort by time and the
+// unique index grows at its end instead of being written all over.
+func NewEventID() string {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
