@@ -13,6 +13,22 @@ type StreamKey struct {
 	Stream        string
 }
 
+// Validate checks a stream key from a source: a project, a DNS publish
+// domain, an app (not `*`) and a stream name. The error is EINVALID.
+func (k StreamKey) Validate() error {
+	switch {
+	case k.ProjectID == "":
+		return Errorf(EINVALID, "no project id")
+	case !IsDomainName(k.PublishDomain):
+		return Errorf(EINVALID, "publish domain %q is not a valid DNS name", truncate(k.PublishDomain, 64))
+	case !IsAppName(k.App) || k.App == "*":
+		return Errorf(EINVALID, "app %q is not 1-128 of [A-Za-z0-9_.-]", truncate(k.App, 64))
+	case !IsStreamName(k.Stream):
+		return Errorf(EINVALID, "stream %q is not 1-512 of [A-Za-z0-9_.-]", truncate(k.Stream, 64))
+	}
+	return nil
+}
+
 // Stream states of the recording model (SPEC §3).
 const (
 	StreamLive   = "live"   // publishing; a file is being recorded

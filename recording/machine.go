@@ -149,8 +149,8 @@ func (m *Machine) transact(ctx context.Context, key livehooks.StreamKey, fn func
 // Signal applies a source's report and returns the events it produced, once
 // they are committed.
 func (m *Machine) Signal(ctx context.Context, sig Signal) ([]*livehooks.Event, error) {
-	if !livehooks.IsDomainName(sig.Stream.PublishDomain) || !livehooks.IsAppName(sig.Stream.App) || sig.Stream.App == "*" || !livehooks.IsStreamName(sig.Stream.Stream) {
-		return nil, livehooks.Errorf(livehooks.EINVALID, "invalid publish domain, app or stream name")
+	if err := sig.Stream.Validate(); err != nil {
+		return nil, err
 	}
 	events, err := m.transact(ctx, sig.Stream, func(s *step) { s.apply(sig) })
 	if err != nil {

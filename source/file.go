@@ -39,7 +39,7 @@ type FileHint struct {
 // ignored. The error is EINVALID for bad names, or the store's: the file's own
 // problems are events, not errors.
 func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path string, hint FileHint) error {
-	if err := ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		return err
 	}
 	at := s.o.Clock.Now()

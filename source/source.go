@@ -129,22 +129,6 @@ func (s *Source) detach(ctx context.Context) (context.Context, context.CancelFun
 	return ctx, func() { stop(); cancel() }
 }
 
-// ValidStream checks that a stream's names can go into a callback: an EINVALID
-// error names the first that cannot.
-func ValidStream(k livehooks.StreamKey) error {
-	switch {
-	case k.ProjectID == "":
-		return livehooks.Errorf(livehooks.EINVALID, "no project id")
-	case !livehooks.IsDomainName(k.PublishDomain):
-		return livehooks.Errorf(livehooks.EINVALID, "publish domain %q is not a valid DNS name", clip(k.PublishDomain, 64))
-	case !livehooks.IsAppName(k.App) || k.App == "*":
-		return livehooks.Errorf(livehooks.EINVALID, "app %q is not 1-128 of [A-Za-z0-9_.-]", clip(k.App, 64))
-	case !livehooks.IsStreamName(k.Stream):
-		return livehooks.Errorf(livehooks.EINVALID, "stream %q is not 1-512 of [A-Za-z0-9_.-]", clip(k.Stream, 64))
-	}
-	return nil
-}
-
 // Admission is what Publish decided about a stream.
 type Admission int
 
@@ -168,7 +152,7 @@ func (a Admission) String() string {
 // on-demand URL when the config has one, and otherwise signals Publish. The
 // error is EINVALID for bad names, or the store's.
 func (s *Source) Publish(ctx context.Context, key livehooks.StreamKey) (Admission, error) {
-	if err := ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		return Refused, err
 	}
 	ctx, cancel := s.detach(ctx)
@@ -197,7 +181,7 @@ func (s *Source) Publish(ctx context.Context, key livehooks.StreamKey) (Admissio
 // Unpublish reports that a publisher stopped. Repeats are harmless: the
 // machine ignores an unpublish of a stream that is not live.
 func (s *Source) Unpublish(ctx context.Context, key livehooks.StreamKey) error {
-	if err := ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		return err
 	}
 	ctx, cancel := s.detach(ctx)
@@ -208,7 +192,7 @@ func (s *Source) Unpublish(ctx context.Context, key livehooks.StreamKey) error {
 
 // Failure reports that the recorder failed (RECORD_FAILED with msg).
 func (s *Source) Failure(ctx context.Context, key livehooks.StreamKey, msg string) error {
-	if err := ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		return err
 	}
 	ctx, cancel := s.detach(ctx)

@@ -119,7 +119,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	app, stream := SplitPath(n.Path)
 	key := livehooks.StreamKey{ProjectID: r.PathValue("project_id"), PublishDomain: strings.ToLower(domain), App: app, Stream: stream}
-	if err := source.ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		reply(w, http.StatusBadRequest, livehooks.ErrorMessage(err))
 		return
 	}

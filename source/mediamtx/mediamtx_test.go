@@ -129,7 +129,7 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
 		}
 		for _, s := range rec.Signals()[before:] {
-			if err := source.ValidStream(s.Stream); err != nil {
+			if err := s.Stream.Validate(); err != nil {
 				t.Fatalf("signal for an invalid stream %+v: %v", s.Stream, err)
 			}
 		}

@@ -40,7 +40,7 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("status %d for %q %q: %s", w.Code, query, body, w.Body)
 		}
 		for _, s := range rec.Signals()[before:] {
-			if err := source.ValidStream(s.Stream); err != nil {
+			if err := s.Stream.Validate(); err != nil {
 				t.Fatalf("signal for an invalid stream %+v: %v", s.Stream, err)
 			}
 			if s.File != nil && !s.File.Empty && s.File.Size > 0 {

@@ -109,7 +109,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := livehooks.StreamKey{ProjectID: r.PathValue("project_id"), PublishDomain: domain, App: f.Get("app"), Stream: f.Get("name")}
-	if err := source.ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		h.o.Source.Logger().Info("nginx-rtmp notification refused", "call", call, "project_id", key.ProjectID, "error", livehooks.ErrorMessage(err))
 		http.Error(w, livehooks.ErrorMessage(err), http.StatusBadRequest)
 		return

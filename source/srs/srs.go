@@ -101,7 +101,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := livehooks.StreamKey{ProjectID: project, PublishDomain: domain, App: cb.App, Stream: cb.Stream}
-	if err := source.ValidStream(key); err != nil {
+	if err := key.Validate(); err != nil {
 		reply(w, http.StatusBadRequest, livehooks.ErrorMessage(err))
 		return
 	}

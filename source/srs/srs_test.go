@@ -178,7 +178,7 @@ func FuzzCallback(f *testing.F) {
 			t.Fatalf("answer %d %q", w.Code, w.Body)
 		}
 		for _, s := range rec.Signals()[before:] {
-			if err := source.ValidStream(s.Stream); err != nil {
+			if err := s.Stream.Validate(); err != nil {
 				t.Fatalf("signal for an invalid stream %+v: %v", s.Stream, err)
 			}
 		}
