@@ -129,8 +129,13 @@ func TestIngestDeliversAndAssignsIDs(t *testing.T) {
 		t.Fatalf("file complete: %v", fc)
 	}
 
-	// The delivery log shows them, newest first, with filters.
-	list := fs.do(t, "GET", base+"/"+c["id"].(string)+"/deliveries?status=succeeded&limit=2", tokenA, nil)
+	// The delivery log shows them, newest first, with filters. A callback is
+	// received a moment before its result is committed: wait for the log.
+	var list response
+	waitUntil(t, "four succeeded deliveries in the log", func() bool {
+		list = fs.do(t, "GET", base+"/"+c["id"].(string)+"/deliveries?status=succeeded&limit=2", tokenA, nil)
+		return strings.Contains(string(list.body), `"total":4`)
+	})
 	if list.status != 200 {
 		t.Fatalf("deliveries: %d %s", list.status, list.body)
 	}
