@@ -142,20 +142,28 @@ func TestEffectsInCommitOrder(t *testing.T) {
 // delivery of an unknown event) reaches its caller only.
 func TestFailingOperationFailsAlone(t *testing.T) {
 	_, gc, cfg := setup(t, nil)
-	var wg sync.WaitGroup
-	var badErr, goodErr error
+	var (
+		wg              sync.WaitGroup
+		mu              sync.Mutex
+		badErr, goodErr error
+	)
 	for range 20 {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			_, err := gc.Requeue(context.Background(), []*livehooks.Delivery{{ProjectID: "p", ConfigID: cfg.ID, EventID: hexID(), Lane: livehooks.LaneKey(cfg.ID, "x")}})
+			mu.Lock()
+			defer mu.Unlock()
 			if err != nil {
 				badErr = err
 			}
 		}()
 		go func() {
 			defer wg.Done()
-			if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("ok")}); err != nil {
+			_, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("ok")})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
 				goodErr = err
 			}
 		}()
