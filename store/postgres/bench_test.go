@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storetest"
 )
 
 // BenchmarkEnqueue measures durable ingest: one Write (one transaction, one
@@ -140,52 +141,5 @@ func BenchmarkBacklog(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("backlog of %d pending deliveries built in %v", rows, time.Since(start).Round(time.Millisecond))
-	lane := livehooks.LaneKey(c.ID, "s7")
-
-	b.Run("PendingCount", func(b *testing.B) {
-		for b.Loop() {
-			if n, err := db.PendingCount(ctx); err != nil || n != int64(rows) {
-				b.Fatal(n, err)
-			}
-		}
-	})
-	b.Run("LaneDeliveries", func(b *testing.B) {
-		for b.Loop() {
-			if ds, err := db.LaneDeliveries(ctx, lane, 0, 100); err != nil || len(ds) == 0 {
-				b.Fatal(len(ds), err)
-			}
-		}
-	})
-	b.Run("ClaimAndReleaseLanes", func(b *testing.B) {
-		for b.Loop() {
-			if ls, err := db.ClaimLanes(ctx, "n", now.Add(time.Second), time.Minute, 10); err != nil || len(ls) != 10 {
-				b.Fatal(len(ls), err)
-			}
-			if err := db.ReleaseLanes(ctx, "n"); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("FindDeliveriesPage", func(b *testing.B) {
-		for b.Loop() {
-			if ds, _, err := db.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p1", ConfigID: c.ID, Limit: 20}); err != nil || len(ds) != 20 {
-				b.Fatal(len(ds), err)
-			}
-		}
-	})
-	b.Run("Enqueue100", func(b *testing.B) {
-		events := make([]*livehooks.Event, 100)
-		for b.Loop() {
-			for i := range events {
-				events[i] = &livehooks.Event{ProjectID: "p1", Type: livehooks.RecordFileComplete,
-					PublishDomain: "d1.example.com", App: "live", Stream: fmt.Sprintf("s%d", i*10)}
-			}
-			if err := db.Write(ctx, func(tx livehooks.OutboxTx) error {
-				_, err := tx.Enqueue(ctx, "n", time.Now(), events)
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	storetest.BenchBacklog(b, db, c.ID, rows, now)
 }
