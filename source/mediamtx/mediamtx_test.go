@@ -20,26 +20,6 @@ import (
 // notify mediamtx" posts (testdata/README.md); the notify command itself is
 // tested in cmd/livehooks.
 
-func fixture(t testing.TB, name string, set map[string]any) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range set {
-		if v == nil {
-			delete(m, k)
-		} else {
-			m[k] = v
-		}
-	}
-	out, _ := json.Marshal(m)
-	return string(out)
-}
 
 func post(t *testing.T, srv *httptest.Server, query, body string, status int) {
 	t.Helper()
@@ -68,13 +48,13 @@ func TestNotifications(t *testing.T) {
 	srv := server(t, mediamtx.New(src))
 	seg := sourcetest.CopyFixture(t, "fragmented.mp4", dir, "2026-03-08_14-10-25-000000.mp4")
 	ts := sourcetest.CopyFixture(t, "hls/seg0.ts", dir, "2026-03-08_14-10-27-000000.ts")
-	post(t, srv, "", fixture(t, "ready.json", nil), 200)
-	post(t, srv, "", fixture(t, "segment-complete.json", map[string]any{"segment_path": seg}), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", nil), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", map[string]any{"segment_path": seg}), 200)
 	// An MPEG-TS segment (recordFormat mpegts) cannot be probed: MediaMTX's
 	// duration stands in.
-	post(t, srv, "", fixture(t, "segment-complete.json", map[string]any{"segment_path": ts, "segment_duration": "1.5s"}), 200)
-	post(t, srv, "", fixture(t, "segment-complete.json", nil), 200) // outside the record directory
-	post(t, srv, "", fixture(t, "not-ready.json", nil), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", map[string]any{"segment_path": ts, "segment_duration": "1.5s"}), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", nil), 200) // outside the record directory
+	post(t, srv, "", sourcetest.JSONFixture(t, "not-ready.json", nil), 200)
 	const s = "p/push.example.com/live/cam1"
 	rec.Want(t, "publish "+s,
 		"file_done "+s+" 2026-03-08_14-10-25-000000.mp4 MP4 24857B 2.023s 320x240",
@@ -87,11 +67,11 @@ func TestPathsDomainsAndBadInput(t *testing.T) {
 	t.Parallel()
 	src, rec, _ := sourcetest.New(t)
 	srv := server(t, mediamtx.New(src))
-	post(t, srv, "", fixture(t, "ready.json", map[string]any{"path": "cam2"}), 200)                          // no slash: app "live"
-	post(t, srv, "?domain=Q.example.com", fixture(t, "ready.json", map[string]any{"path": "/tv/cam3"}), 200) // ?domain= wins
-	post(t, srv, "", fixture(t, "ready.json", map[string]any{"path": "a/b/cam4"}), 400)                      // app "a/b"
-	post(t, srv, "", fixture(t, "ready.json", map[string]any{"domain": nil}), 400)
-	post(t, srv, "", fixture(t, "ready.json", map[string]any{"event": "started"}), 400)
+	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"path": "cam2"}), 200)                          // no slash: app "live"
+	post(t, srv, "?domain=Q.example.com", sourcetest.JSONFixture(t, "ready.json", map[string]any{"path": "/tv/cam3"}), 200) // ?domain= wins
+	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"path": "a/b/cam4"}), 400)                      // app "a/b"
+	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"domain": nil}), 400)
+	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"event": "started"}), 400)
 	post(t, srv, "", `{"event":`, 400)
 	rec.Want(t, "publish p/push.example.com/live/cam2", "publish p/q.example.com/tv/cam3")
 }

@@ -19,27 +19,6 @@ import (
 // SRS is not packaged in Debian: these tests replay requests written from
 // SRS's documented callback format (testdata/README.md), not captured ones.
 
-// fixture returns testdata/name with fields replaced.
-func fixture(t testing.TB, name string, set map[string]any) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range set {
-		if v == nil {
-			delete(m, k)
-		} else {
-			m[k] = v
-		}
-	}
-	out, _ := json.Marshal(m)
-	return string(out)
-}
 
 type hook struct {
 	t   *testing.T
@@ -92,13 +71,13 @@ func TestDefaultVhost(t *testing.T) {
 	src, rec, dir := sourcetest.New(t)
 	hk := newHook(t, srs.New(src))
 	dvrFile(t, dir, "video.flv", "objs/nginx/html/live/livestream.1420254068776.flv")
-	hk.want("?secret=S", fixture(t, "on_publish.json", nil), 200)
+	hk.want("?secret=S", sourcetest.JSONFixture(t, "on_publish.json", nil), 200)
 	// on_unpublish and on_dvr carry no tcUrl: the domain of the publish.
-	hk.want("", fixture(t, "on_unpublish.json", nil), 200)
-	hk.want("", fixture(t, "on_dvr.json", map[string]any{"cwd": dir}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", nil), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir}), 200)
 	// An absolute file, and one that escapes cwd.
-	hk.want("", fixture(t, "on_dvr.json", map[string]any{"file": filepath.Join(dir, "objs/nginx/html/live/livestream.1420254068776.flv")}), 200)
-	hk.want("", fixture(t, "on_dvr.json", map[string]any{"cwd": dir, "file": "../../../etc/passwd"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"file": filepath.Join(dir, "objs/nginx/html/live/livestream.1420254068776.flv")}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir, "file": "../../../etc/passwd"}), 200)
 	const s = "p/push.example.com/live/livestream"
 	rec.Want(t, "publish "+s, "unpublish "+s,
 		"file_done "+s+" livestream.1420254068776.flv FLV 25168B 2.02s 320x240",
@@ -111,13 +90,13 @@ func TestDomains(t *testing.T) {
 	src, rec, dir := sourcetest.New(t)
 	hk := newHook(t, srs.New(src))
 	dvrFile(t, dir, "video.mp4", "objs/nginx/html/live/livestream.1420254068776.mp4")
-	hk.want("", fixture(t, "on_publish_vhost.json", nil), 200)                                         // a named vhost
-	hk.want("", fixture(t, "v3_on_dvr.json", map[string]any{"cwd": dir}), 200)                         // SRS 3, numeric client_id
-	hk.want("?domain=Other.Example.com", fixture(t, "on_publish_vhost.json", nil), 200)                // ?domain= wins
-	hk.want("", fixture(t, "on_unpublish.json", map[string]any{"stream": "s2"}), 400)                  // unknown domain
-	hk.want("", fixture(t, "on_unpublish.json", map[string]any{"param": "?vhost=p.example.com"}), 200) // param's vhost
-	hk.want("?domain=-x-", fixture(t, "on_publish.json", nil), 400)
-	hk.want("", fixture(t, "on_publish_vhost.json", map[string]any{"vhost": "bad_vhost"}), 400)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                                         // a named vhost
+	hk.want("", sourcetest.JSONFixture(t, "v3_on_dvr.json", map[string]any{"cwd": dir}), 200)                         // SRS 3, numeric client_id
+	hk.want("?domain=Other.Example.com", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                // ?domain= wins
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"stream": "s2"}), 400)                  // unknown domain
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": "?vhost=p.example.com"}), 200) // param's vhost
+	hk.want("?domain=-x-", sourcetest.JSONFixture(t, "on_publish.json", nil), 400)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", map[string]any{"vhost": "bad_vhost"}), 400)
 	rec.Want(t,
 		"publish p/video.test.com/live/livestream",
 		"file_done p/video.test.com/live/livestream livestream.1420254068776.mp4 MP4 24935B 2s 320x240",
@@ -129,11 +108,11 @@ func TestOtherActionsAndBadInput(t *testing.T) {
 	t.Parallel()
 	src, rec, _ := sourcetest.New(t)
 	hk := newHook(t, srs.New(src))
-	hk.want("", fixture(t, "on_publish.json", map[string]any{"action": "on_play"}), 200)
-	hk.want("", fixture(t, "on_publish.json", map[string]any{"action": "on_hls"}), 200)
-	hk.want("", fixture(t, "on_publish.json", map[string]any{"action": "on_everything"}), 400)
-	hk.want("", fixture(t, "on_publish.json", map[string]any{"stream": "a/b"}), 400)
-	hk.want("", fixture(t, "on_publish.json", map[string]any{"app": 7}), 400)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", map[string]any{"action": "on_play"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", map[string]any{"action": "on_hls"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", map[string]any{"action": "on_everything"}), 400)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", map[string]any{"stream": "a/b"}), 400)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", map[string]any{"app": 7}), 400)
 	hk.want("", `{"action":`, 400)
 	hk.want("", `[]`, 400)
 	rec.Want(t)
@@ -145,8 +124,8 @@ func TestRejectUnknownStreams(t *testing.T) {
 	src, rec, _ := sourcetest.New(t, func(o *source.Options) { o.Callbacks = sourcetest.Callbacks{cfg} })
 	rec.PutDomain(&livehooks.DomainSettings{ProjectID: "p", PublishDomain: "push.example.com", RejectUnknownStreams: true})
 	hk := newHook(t, srs.New(src))
-	hk.want("", fixture(t, "on_publish.json", nil), 403)
-	hk.want("", fixture(t, "on_publish.json", map[string]any{"app": "other"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", nil), 403)
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", map[string]any{"app": "other"}), 200)
 	rec.Want(t, "publish p/push.example.com/other/livestream")
 }
 
