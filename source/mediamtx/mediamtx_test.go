@@ -1,12 +1,9 @@
 package mediamtx_test
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +16,6 @@ import (
 // MediaMTX is not packaged in Debian: these tests use what "livehooks
 // notify mediamtx" posts (testdata/README.md); the notify command itself is
 // tested in cmd/livehooks.
-
 
 func post(t *testing.T, srv *httptest.Server, query, body string, status int) {
 	t.Helper()
@@ -93,7 +89,7 @@ func TestParseDuration(t *testing.T) {
 // FuzzHandler: any body gets an answer below 500, never a panic.
 func FuzzHandler(f *testing.F) {
 	for _, name := range []string{"ready.json", "not-ready.json", "segment-complete.json"} {
-		f.Add("", fixture(f, name, nil))
+		f.Add("", sourcetest.JSONFixture(f, name, nil))
 	}
 	f.Add("domain=x.example.com", `{"event":"segment-complete","path":"live/x","segment_path":"../../etc/passwd","segment_duration":"NaN"}`)
 	src, rec, _ := sourcetest.New(f, func(o *source.Options) { o.RecordDirs = []string{f.TempDir()} })

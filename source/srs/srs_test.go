@@ -19,7 +19,6 @@ import (
 // SRS is not packaged in Debian: these tests replay requests written from
 // SRS's documented callback format (testdata/README.md), not captured ones.
 
-
 type hook struct {
 	t   *testing.T
 	srv *httptest.Server
@@ -133,7 +132,7 @@ func TestRejectUnknownStreams(t *testing.T) {
 // code, and never a panic.
 func FuzzCallback(f *testing.F) {
 	for _, name := range []string{"on_publish.json", "on_unpublish.json", "on_dvr.json", "on_publish_vhost.json", "v3_on_dvr.json"} {
-		f.Add("", fixture(f, name, nil))
+		f.Add("", sourcetest.JSONFixture(f, name, nil))
 	}
 	f.Add("domain=a.example.com", `{"action":"on_dvr","app":"live","stream":"s","cwd":"/","file":"../../etc/shadow"}`)
 	f.Add("", `{"action":"on_publish","vhost":"__defaultVhost__","tcUrl":"rtmp://[::1]/live","app":"live","stream":"s"}`)
