@@ -23,6 +23,30 @@ func notify(env map[string]string, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// notifySegment puts a copy of the MP4 fixture in recDir and reports it to the
+// serve at base (project p1, ingest secret S3cret) as MediaMTX's hooks would:
+// ready, then segment-complete. It returns the notify environment and the
+// segment's bytes.
+func notifySegment(t *testing.T, base, recDir string) (map[string]string, []byte) {
+	t.Helper()
+	video, err := os.ReadFile("../../media/testdata/video.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(recDir, "seg1.mp4")
+	if err := os.WriteFile(seg, video, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"LIVEHOOKS_URL": base, "LIVEHOOKS_PROJECT": "p1", "LIVEHOOKS_INGEST_SECRET": "S3cret", "LIVEHOOKS_DOMAIN": "mtx.example.com",
+		"MTX_PATH": "live/cam1", "MTX_SEGMENT_PATH": seg, "MTX_SEGMENT_DURATION": "2"}
+	for _, ev := range []string{"ready", "segment-complete"} {
+		if out, err := notify(env, "mediamtx", ev); err != nil {
+			t.Fatalf("%s: %v %s", ev, err, out)
+		}
+	}
+	return env, video
+}
+
 func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 	type got struct {
 		path, secret, ctype string
@@ -142,21 +166,7 @@ func TestNotifyMediaMTXThroughServe(t *testing.T) {
 		rcv.URL+`/cb","notify_event_subscription":["RECORD_START","RECORD_NEW_FILE_START","RECORD_FILE_COMPLETE","RECORD_OVER","RECORD_FAILED"]}`); status != 201 {
 		t.Fatalf("create config: %d %s", status, body)
 	}
-	video, err := os.ReadFile("../../media/testdata/video.mp4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seg := filepath.Join(recDir, "seg1.mp4")
-	if err := os.WriteFile(seg, video, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"LIVEHOOKS_URL": base, "LIVEHOOKS_PROJECT": "p1", "LIVEHOOKS_INGEST_SECRET": "S3cret", "LIVEHOOKS_DOMAIN": "mtx.example.com",
-		"MTX_PATH": "live/cam1", "MTX_SEGMENT_PATH": seg, "MTX_SEGMENT_DURATION": "2"}
-	for _, ev := range []string{"ready", "segment-complete"} {
-		if out, err := notify(env, "mediamtx", ev); err != nil {
-			t.Fatalf("%s: %v %s", ev, err, out)
-		}
-	}
+	env, _ := notifySegment(t, base, recDir)
 	env["MTX_SEGMENT_PATH"] = "/etc/hostname"
 	if out, err := notify(env, "mediamtx", "segment-complete"); err != nil {
 		t.Fatalf("outside: %v %s", err, out)

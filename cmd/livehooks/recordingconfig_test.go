@@ -258,21 +258,7 @@ domains:
 		rcv.URL+`/cb","notify_event_subscription":["RECORD_FILE_COMPLETE","RECORD_FAILED"]}`); status != 201 {
 		t.Fatalf("create config: %d %s", status, body)
 	}
-	video, err := os.ReadFile("../../media/testdata/video.mp4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seg := filepath.Join(recDir, "seg1.mp4")
-	if err := os.WriteFile(seg, video, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"LIVEHOOKS_URL": base, "LIVEHOOKS_PROJECT": "p1", "LIVEHOOKS_INGEST_SECRET": "S3cret", "LIVEHOOKS_DOMAIN": "mtx.example.com",
-		"MTX_PATH": "live/cam1", "MTX_SEGMENT_PATH": seg, "MTX_SEGMENT_DURATION": "2"}
-	for _, ev := range []string{"ready", "segment-complete"} {
-		if out, err := notify(env, "mediamtx", ev); err != nil {
-			t.Fatalf("%s: %v %s", ev, err, out)
-		}
-	}
+	_, video := notifySegment(t, base, recDir)
 	deadline := time.Now().Add(15 * time.Second)
 	var fc map[string]any
 	for fc == nil {
