@@ -185,6 +185,19 @@ func (c *Committer) Run(ctx context.Context) {
 	}
 }
 
+// RoundTripCounter is implemented by stores that talk to a database server
+// (PostgreSQL): the round trips their Write transactions made so far.
+type RoundTripCounter interface {
+	WriteRoundTrips() int64
+}
+
+func (c *Committer) roundTrips() int {
+	if rt, ok := c.outbox.(RoundTripCounter); ok {
+		return int(rt.WriteRoundTrips())
+	}
+	return 0
+}
+
 // drain fails what is still queued at shutdown.
 func (c *Committer) drain() {
 	for {
@@ -205,6 +218,7 @@ func (c *Committer) commit(batch []*op) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	failed := make([]error, len(batch))
+	trips := c.roundTrips()
 	err := c.outbox.Write(ctx, func(tx livehooks.OutboxTx) error {
 		// A store may run fn again after a conflict (PostgreSQL): only the
 		// last run's outcome counts.
@@ -250,7 +264,7 @@ func (c *Committer) commit(batch []*op) {
 		}
 		return
 	}
-	c.opts.Metrics.Commit(len(batch))
+	c.opts.Metrics.Commit(len(batch), c.roundTrips()-trips)
 	c.opts.OnCommit(effects)
 	for i, o := range batch {
 		o.done <- opResult{effect: effects[i], err: failed[i]}

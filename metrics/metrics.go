@@ -23,6 +23,7 @@ type Metrics struct {
 	AttemptLatency prometheus.Histogram   // one HTTP attempt, seconds
 	Breaker        *prometheus.GaugeVec   // by destination: 0 closed, 1 half-open, 2 open
 	CommitBatch    prometheus.Histogram   // operations per store transaction
+	RoundTrips     prometheus.Counter     // database round trips of group-commit transactions
 	pending        func(context.Context) (int64, error)
 	mu             sync.Mutex
 	lastPending    float64
@@ -57,9 +58,13 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 			Name: "livehooks_store_commit_ops", Help: "Write operations per store transaction (group commit).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
+		RoundTrips: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livehooks_store_round_trips_total",
+			Help: "Database round trips made by group-commit transactions, BEGIN and COMMIT included (PostgreSQL; 0 with SQLite, which runs in-process).",
+		}),
 		pending: pending,
 	}
-	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breaker, m.CommitBatch,
+	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breaker, m.CommitBatch, m.RoundTrips,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
 		}, m.pendingValue),
@@ -121,9 +126,11 @@ func (m *Metrics) ForgetDestination(destination string) {
 	}
 }
 
-// Commit records the size of one group commit.
-func (m *Metrics) Commit(ops int) {
+// Commit records the size of one group commit and the database round trips
+// it took.
+func (m *Metrics) Commit(ops, roundTrips int) {
 	if m != nil {
 		m.CommitBatch.Observe(float64(ops))
+		m.RoundTrips.Add(float64(roundTrips))
 	}
 }
