@@ -55,7 +55,11 @@ type Delivery struct {
 	// LanePending is set by Enqueue and Requeue on the deliveries they return:
 	// the lane's pending deliveries after the call, this one included. A
 	// dispatcher that knows fewer has missed some (another node enqueued them).
-	LanePending  int
+	LanePending int
+	// Due is set by Enqueue and Requeue on the deliveries they return: node
+	// owns the lane and the delivery can be sent now. The others wait in the
+	// store for whoever owns their lane.
+	Due          bool
 	Event        *Event // loaded with the delivery when the store is asked to
 	AttemptsList []Attempt
 }
@@ -130,19 +134,27 @@ type OutboxTx interface {
 	StreamTx
 	// Enqueue stores events and one pending delivery for each event and each
 	// config that matches it and subscribes to its type. A lane that did not
-	// exist is created owned by node. The returned deliveries are those whose
-	// lane node owns after the call (the caller should dispatch them now);
-	// deliveries in lanes owned elsewhere or waiting for a retry are not returned.
+	// exist is created owned by node.
+	//
+	// A store may hold the writes of a transaction back and send them together
+	// when fn returns (one statement per table, one round trip): what Enqueue,
+	// Requeue and Record return is complete only when Write returns. Then each
+	// returned delivery has its ID and LanePending, and Due tells whether node
+	// owns its lane and should dispatch it now; deliveries in lanes owned
+	// elsewhere or waiting for a retry, and events already stored (ingest is
+	// idempotent per event ID), are not Due.
 	Enqueue(ctx context.Context, node string, now time.Time, events []*Event) ([]*Delivery, error)
 	// Requeue adds new pending deliveries (manual retry, replay) at the tail of
-	// their lanes, with the WebhookID and event of the originals.
+	// their lanes, with the WebhookID and event of the originals. Like
+	// Enqueue's, its deliveries are complete when Write returns.
 	Requeue(ctx context.Context, node string, now time.Time, ds []*Delivery) ([]*Delivery, error)
 	// Record stores attempt results, moves deliveries to their new status and
-	// returns each touched lane's state, one per result, in order. A retry
-	// releases the lane until NextAttempt; the last final delivery of a lane
-	// deletes it. A result for a delivery that is already final or deleted
-	// changes nothing and reports its lane as not Open unless node still owns a
-	// lane with pending deliveries.
+	// returns each touched lane's state, one per result, in order, as of the
+	// end of the transaction (filled in when Write returns). A retry releases
+	// the lane until NextAttempt; the last final delivery of a lane deletes it.
+	// A result for a delivery that is already final or deleted changes nothing
+	// and reports its lane as not Open unless node still owns a lane with
+	// pending deliveries.
 	Record(ctx context.Context, node string, now time.Time, results []Result) ([]LaneState, error)
 	// Defer releases a lane owned by node until t without an attempt (its
 	// destination's breaker is open). The returned state is not Open.

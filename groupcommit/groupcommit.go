@@ -185,6 +185,18 @@ func (c *Committer) Run(ctx context.Context) {
 	}
 }
 
+// dueOnly keeps the deliveries this node should dispatch now, in place.
+func dueOnly(ds []*livehooks.Delivery) []*livehooks.Delivery {
+	out := ds[:0]
+	for _, d := range ds {
+		if d.Due {
+			out = append(out, d)
+		}
+	}
+	clear(ds[len(out):])
+	return out
+}
+
 // RoundTripCounter is implemented by stores that talk to a database server
 // (PostgreSQL): the round trips their Write transactions made so far.
 type RoundTripCounter interface {
@@ -265,6 +277,11 @@ func (c *Committer) commit(batch []*op) {
 		return
 	}
 	c.opts.Metrics.Commit(len(batch), c.roundTrips()-trips)
+	// The store completes deliveries when the transaction is flushed: only
+	// now is it known which of them this node dispatches.
+	for i := range effects {
+		effects[i].Enqueued = dueOnly(effects[i].Enqueued)
+	}
 	c.opts.OnCommit(effects)
 	for i, o := range batch {
 		o.done <- opResult{effect: effects[i], err: failed[i]}

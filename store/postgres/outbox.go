@@ -300,6 +300,7 @@ func (t *outboxTx) insertDeliveries(ctx context.Context, node string, now time.T
 			CreatedAt:   now,
 			UpdatedAt:   now,
 			LanePending: st.pending,
+			Due:         true,
 			Event:       p.event,
 		})
 	}

@@ -189,6 +189,7 @@ func (t *outboxTx) insertDelivery(ctx context.Context, node string, now time.Tim
 		NextAttempt: at,
 		CreatedAt:   at,
 		UpdatedAt:   at,
+		Due:         true,
 		Event:       e,
 	}, nil
 }

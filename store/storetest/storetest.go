@@ -128,7 +128,19 @@ func enqueue(t *testing.T, s livehooks.Store, node string, now time.Time, events
 		ds, err = tx.Enqueue(ctx, node, now, events)
 		return err
 	})
-	return ds
+	return due(ds)
+}
+
+// due keeps the deliveries the caller should dispatch now: a store completes
+// what Enqueue and Requeue return when Write returns.
+func due(ds []*livehooks.Delivery) []*livehooks.Delivery {
+	var out []*livehooks.Delivery
+	for _, d := range ds {
+		if d.Due {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func requeue(t *testing.T, s livehooks.Store, node string, now time.Time, originals ...*livehooks.Delivery) []*livehooks.Delivery {
@@ -138,7 +150,7 @@ func requeue(t *testing.T, s livehooks.Store, node string, now time.Time, origin
 		ds, err = tx.Requeue(ctx, node, now, originals)
 		return err
 	})
-	return ds
+	return due(ds)
 }
 
 func record(t *testing.T, s livehooks.Store, node string, now time.Time, results ...livehooks.Result) []livehooks.LaneState {
