@@ -44,6 +44,7 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	if err := r.startLivehooks(ctx); err != nil {
 		return nil, err
 	}
+	res.DBRTT = r.db.rttCheck()
 	b := &BacklogFigures{}
 	b.RSSStartMB = float64(r.smp.now().RSSKB) / 1024
 	var before int64 // the baseline's requests
@@ -52,6 +53,7 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	}
 	tr := newTracker(p.streams)
 	logf("backlog: building %d events (%d clients, batch %d, %d streams) while the receivers answer 503", total, p.clients, p.batch, p.streams)
+	r.markCounters(ctx)
 	r.smp.setPhase("build")
 	buildWall := time.Now()
 	st, start, end := r.load(ctx, tr, loadSpec{
@@ -87,6 +89,7 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 	}
 	r.drain(ctx, tr, nil, 20*e.o.drainTimeout)
 	drainedWall := time.Now()
+	res.StoreRoundTrips, res.Nodes = r.phaseFigures(r.allCounters(ctx), r.posterPerNode())
 	res.Metrics = r.scrapeMetrics(ctx)
 	cerr := r.close()
 	r0 := r
@@ -133,6 +136,10 @@ func runBacklog(ctx context.Context, e *env) (*Result, error) {
 		"latency figures of this scenario include the time the receivers were down: see the backlog line instead")
 	if cerr != nil {
 		res.Notes = append(res.Notes, "livehooks did not stop cleanly: "+cerr.Error())
+	}
+	res.Targets = append(res.Targets, commonTargets(e, res)...)
+	if e.o.killNode > 0 {
+		res.Notes = append(res.Notes, "-kill-node applies to the load scenarios (steady, saturation, dead10, streams), not to the backlog")
 	}
 	return res, nil
 }

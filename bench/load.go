@@ -197,20 +197,64 @@ func newClient(n int, timeout time.Duration) *http.Client {
 	}
 }
 
-// ingestPoster posts events to livehooks' ingest API.
+// ingestPoster posts events to livehooks' ingest API. With several nodes
+// (multi-node mode) it sends each stream's consecutive requests to
+// consecutive nodes, so that no two events of a stream in a row go to the
+// same node (the hard case for per-stream order), skipping nodes marked down.
 type ingestPoster struct {
 	client    *http.Client
-	url       string
+	urls      []string
 	configIDs []string
 	pool      sync.Pool
+	// down reports whether node i is down (killed): it gets no requests.
+	down func(i int) bool
+	// last holds each stream's last node, perNode the requests per node.
+	last    []atomic.Int32
+	perNode []atomic.Int64
 }
 
 func newIngestPoster(base string, configIDs []string, clients int) *ingestPoster {
-	return &ingestPoster{
+	return newMultiPoster([]string{base}, configIDs, clients, 0, nil)
+}
+
+// newMultiPoster posts to several livehooks nodes (bases); streams is the
+// number of streams of the load.
+func newMultiPoster(bases []string, configIDs []string, clients, streams int, down func(int) bool) *ingestPoster {
+	p := &ingestPoster{
 		client:    newClient(clients, 60*time.Second),
-		url:       base + "/v1/" + benchProject + "/record/events",
 		configIDs: configIDs,
+		down:      down,
+		perNode:   make([]atomic.Int64, len(bases)),
 	}
+	for _, b := range bases {
+		p.urls = append(p.urls, b+"/v1/"+benchProject+"/record/events")
+	}
+	if len(bases) > 1 {
+		p.last = make([]atomic.Int32, streams)
+		for s := range p.last {
+			p.last[s].Store(int32(s % len(bases)))
+		}
+	}
+	return p
+}
+
+// pick returns the node of a request whose first event is on stream.
+func (p *ingestPoster) pick(stream int) int {
+	n := len(p.urls)
+	if n == 1 || stream >= len(p.last) {
+		return 0
+	}
+	last := int(p.last[stream].Load())
+	next := (last + 1) % n
+	for j := 1; j <= n; j++ {
+		c := (last + j) % n
+		if p.down == nil || !p.down(c) {
+			next = c
+			break
+		}
+	}
+	p.last[stream].Store(int32(next))
+	return next
 }
 
 func appendEvent(b []byte, e benchEvent) []byte {
@@ -258,7 +302,9 @@ func (p *ingestPoster) post(ctx context.Context, tr *tracker, evs []benchEvent) 
 	}
 	*bp = b
 	defer p.pool.Put(bp)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(b))
+	node := p.pick(evs[0].stream)
+	p.perNode[node].Add(1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.urls[node], bytes.NewReader(b))
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@
 // starts livehooks as a subprocess, starts loopback receivers, drives ingest
 // and reports ingest rate, delivery throughput, ingest-to-receiver latency,
 // duplicates, losses, per-stream order, and livehooks' RSS and CPU, each next
-// to a baseline of the same receivers hit directly by a plain Go client.
+// to a baseline of the same receivers hit directly by a plain Go client and to
+// a no-storage relay (bench/relay). With -db postgres it can put the database
+// a round trip away (-db-rtt) and run several nodes on it (-nodes, -kill-node).
 //
 //	go run ./bench -scenario steady
 //	go run ./bench -scenario all -out bench/out/all.json
@@ -49,6 +51,11 @@ type options struct {
 	sampleEvery  time.Duration
 	serveEnv     multiFlag
 	verbose      bool
+	relay        bool
+	relayDur     time.Duration
+	dbRTT        time.Duration
+	nodes        int
+	killNode     time.Duration
 
 	set map[string]bool // flags given on the command line
 }
@@ -84,6 +91,11 @@ func main() {
 	fs.Var(&o.serveEnv, "serve-env", "extra environment variable for livehooks (repeatable), e.g. -serve-env GOGC=200")
 	fs.BoolVar(&o.sign, "sign", true, "give configs a key (callbacks signed, as in production)")
 	fs.DurationVar(&o.sampleEvery, "sample", 500*time.Millisecond, "RSS/CPU sampling interval")
+	fs.BoolVar(&o.relay, "relay", true, "also run the load through bench/relay (ingest → forward, no storage) and report livehooks ÷ relay")
+	fs.DurationVar(&o.relayDur, "relay-duration", 0, "relay run length (default: as long as the baseline; capped at -duration)")
+	fs.DurationVar(&o.dbRTT, "db-rtt", 0, "with -db postgres: put a proxy adding this round-trip time (e.g. 2ms) between livehooks and PostgreSQL")
+	fs.IntVar(&o.nodes, "nodes", 1, "with -db postgres: livehooks nodes on the one database; the load goes round-robin per stream over them")
+	fs.DurationVar(&o.killNode, "kill-node", 0, "with -nodes >= 2: at mid-load SIGKILL the node with the most deliveries so far, restart it after this long")
 	fs.BoolVar(&o.verbose, "v", false, "progress lines and livehooks' warnings on stderr")
 	_ = fs.Parse(os.Args[1:])
 	verbose = o.verbose
@@ -113,6 +125,18 @@ func run(ctx context.Context, o *options) error {
 	if o.db != "sqlite" && o.db != "postgres" {
 		return fmt.Errorf("-db %q: want sqlite or postgres", o.db)
 	}
+	if o.dbRTT < 0 || o.dbRTT > 0 && o.db != "postgres" {
+		return fmt.Errorf("-db-rtt needs -db postgres")
+	}
+	if o.nodes < 1 || o.nodes > 1 && o.db != "postgres" {
+		return fmt.Errorf("-nodes %d: several nodes need -db postgres (they share its database)", o.nodes)
+	}
+	if o.nodes > 1 && o.profileDir != "" {
+		return fmt.Errorf("-profile runs one node (the harness wires SQLite only)")
+	}
+	if o.killNode > 0 && o.nodes < 2 {
+		return fmt.Errorf("-kill-node needs -nodes 2 or more")
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -131,13 +155,19 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	var relayBin string
+	if o.relay {
+		if relayBin, err = buildRelay(ctx, root, work); err != nil {
+			return err
+		}
+	}
 	report := &Report{Machine: describeMachine(), Started: time.Now().UTC(), DB: o.db, Args: os.Args[1:]}
 	for _, name := range names {
 		if ctx.Err() != nil {
 			break
 		}
 		logf("=== scenario %s", name)
-		res, err := scenarios[name](ctx, &env{o: o, bin: bin, work: work, root: root, name: name})
+		res, err := scenarios[name](ctx, &env{o: o, bin: bin, relayBin: relayBin, work: work, root: root, name: name})
 		if err != nil {
 			res = &Result{Scenario: name, Error: err.Error()}
 			fmt.Fprintf(os.Stderr, "bench: scenario %s: %v\n", name, err)

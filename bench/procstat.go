@@ -31,12 +31,29 @@ type procSample struct {
 	CPUStall float64 `json:"cpu_stall_s"`
 	IOStall  float64 `json:"io_stall_s"`
 	Phase    string  `json:"phase,omitempty"`
+	// Nodes are the readings of each livehooks process when several run
+	// (multi-node mode); RSSKB and CPU above are their sums. A node down
+	// at the time reads RSS 0; its CPU counts every life so far.
+	Nodes []procReading `json:"nodes,omitempty"`
+}
+
+// procReading is one process's RSS and CPU.
+type procReading struct {
+	RSSKB int64   `json:"rss_kb"`
+	CPU   float64 `json:"cpu_s"`
+}
+
+// procTarget is a process to sample: its pid (0 when it is not running) and
+// the CPU seconds of its earlier lives (a node restarted after a kill).
+type procTarget struct {
+	pid     int
+	baseCPU float64
 }
 
 // sampler reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (utime,
-// stime) at a fixed interval.
+// stime) of its targets at a fixed interval.
 type sampler struct {
-	pid     int
+	targets func() []procTarget
 	start   time.Time
 	mu      sync.Mutex
 	samples []procSample
@@ -45,9 +62,16 @@ type sampler struct {
 	done    chan struct{}
 }
 
+// startSampler samples one process.
 func startSampler(pid int, every time.Duration) *sampler {
+	return startMultiSampler(func() []procTarget { return []procTarget{{pid: pid}} }, every)
+}
+
+// startMultiSampler samples the processes targets returns at each reading
+// (several livehooks nodes, which a kill and a restart may change).
+func startMultiSampler(targets func() []procTarget, every time.Duration) *sampler {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sampler{pid: pid, start: time.Now(), stop: cancel, done: make(chan struct{})}
+	s := &sampler{targets: targets, start: time.Now(), stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -72,16 +96,36 @@ func (s *sampler) setPhase(p string) {
 	s.sample()
 }
 
+// read returns the sum over the targets and, with several, each one.
+func (s *sampler) read() (sum procReading, each []procReading, ok bool) {
+	ts := s.targets()
+	for _, t := range ts {
+		r := procReading{CPU: t.baseCPU}
+		if t.pid > 0 {
+			if rss, cpu, err := readProc(t.pid); err == nil {
+				r.RSSKB, r.CPU = rss, t.baseCPU+cpu
+				ok = true
+			}
+		}
+		sum.RSSKB += r.RSSKB
+		sum.CPU += r.CPU
+		if len(ts) > 1 {
+			each = append(each, r)
+		}
+	}
+	return sum, each, ok || len(ts) > 1
+}
+
 func (s *sampler) sample() {
-	rss, cpu, err := readProc(s.pid)
-	if err != nil {
+	sum, each, ok := s.read()
+	if !ok {
 		return
 	}
 	_, bench, _ := readProc(os.Getpid())
 	busy, total := readMachine()
 	s.mu.Lock()
-	s.samples = append(s.samples, procSample{At: time.Since(s.start), RSSKB: rss, CPU: cpu, BenchCPU: bench,
-		MachineBusy: busy, MachineTotal: total, CPUStall: readPressure("cpu"), IOStall: readPressure("io"), Phase: s.phase})
+	s.samples = append(s.samples, procSample{At: time.Since(s.start), RSSKB: sum.RSSKB, CPU: sum.CPU, BenchCPU: bench,
+		MachineBusy: busy, MachineTotal: total, CPUStall: readPressure("cpu"), IOStall: readPressure("io"), Phase: s.phase, Nodes: each})
 	s.mu.Unlock()
 }
 
@@ -135,10 +179,10 @@ func (s *sampler) finish() []procSample {
 	return append([]procSample(nil), s.samples...)
 }
 
-// now returns the latest reading.
+// now returns the latest reading (summed over the targets).
 func (s *sampler) now() procSample {
-	rss, cpu, _ := readProc(s.pid)
-	return procSample{At: time.Since(s.start), RSSKB: rss, CPU: cpu}
+	sum, _, _ := s.read()
+	return procSample{At: time.Since(s.start), RSSKB: sum.RSSKB, CPU: sum.CPU}
 }
 
 func readProc(pid int) (rssKB int64, cpuSec float64, err error) {
@@ -189,6 +233,16 @@ type phaseStats struct {
 	// task on the machine waited for a CPU or for I/O (PSI).
 	CPUStall float64 `json:"cpu_stall"`
 	IOStall  float64 `json:"io_stall"`
+	// Nodes are each livehooks node's figures in multi-node mode (the
+	// figures above are their sums; RSSMaxMB the largest sum).
+	Nodes []nodePhaseStats `json:"nodes,omitempty"`
+}
+
+// nodePhaseStats is one node's share of a phase's RSS and CPU.
+type nodePhaseStats struct {
+	RSSMaxMB float64 `json:"rss_max_mb"`
+	CPUCores float64 `json:"cpu_cores"`
+	CPUSec   float64 `json:"cpu_s"`
 }
 
 func summarize(samples []procSample, phase string) phaseStats {
@@ -230,5 +284,36 @@ func summarize(samples []procSample, phase string) phaseStats {
 	if t := b.MachineTotal - a.MachineTotal; t > 0 {
 		ps.MachineBusy = (b.MachineBusy - a.MachineBusy) / t
 	}
+	if n := len(a.Nodes); n > 0 && len(b.Nodes) == n {
+		ps.Nodes = make([]nodePhaseStats, n)
+		for i := range n {
+			ns := &ps.Nodes[i]
+			ns.CPUSec = b.Nodes[i].CPU - a.Nodes[i].CPU
+			if d := (b.At - a.At).Seconds(); d >= 1 {
+				ns.CPUCores = ns.CPUSec / d
+			}
+			for _, smp := range samples[first : last+1] {
+				if smp.Phase == phase || phase == "" {
+					if i < len(smp.Nodes) {
+						ns.RSSMaxMB = max(ns.RSSMaxMB, float64(smp.Nodes[i].RSSKB)/1024)
+					}
+				}
+			}
+		}
+	}
 	return ps
+}
+
+// rssPerProcess is the largest RSS of one livehooks process: the peak sum,
+// or, with several nodes, the largest node's peak (the targets are per
+// process).
+func (ps phaseStats) rssPerProcess() float64 {
+	if len(ps.Nodes) == 0 {
+		return ps.RSSMaxMB
+	}
+	var m float64
+	for _, n := range ps.Nodes {
+		m = max(m, n.RSSMaxMB)
+	}
+	return m
 }

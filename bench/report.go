@@ -47,7 +47,26 @@ type Result struct {
 	// Backlog figures (backlog scenario).
 	Backlog *BacklogFigures `json:"backlog,omitempty"`
 
-	Ratios  map[string]float64    `json:"ratios_to_baseline,omitempty"`
+	// Relay is the same load through bench/relay (ingest → forward, no
+	// storage), a subprocess like livehooks; RelayProcess its CPU and RSS
+	// during that load.
+	Relay            *Phase      `json:"relay,omitempty"`
+	RelayProcess     *phaseStats `json:"relay_process,omitempty"`
+	RelayCPUPerEvent float64     `json:"relay_cpu_us_per_event,omitempty"`
+
+	Ratios map[string]float64 `json:"ratios_to_baseline,omitempty"`
+	// RelayRatios are livehooks ÷ relay, as Ratios are livehooks ÷ baseline.
+	RelayRatios map[string]float64 `json:"ratios_to_relay,omitempty"`
+	// StoreRoundTrips are the phase's group-commit transactions and their
+	// database round trips, summed over the nodes.
+	StoreRoundTrips *StoreRoundTrips `json:"store_round_trips,omitempty"`
+	// DBRTT is the -db-rtt proxy's configuration and self-check.
+	DBRTT *RTTCheck `json:"db_rtt,omitempty"`
+	// Nodes are each node's share of the phase (multi-node mode).
+	Nodes []NodeFigures `json:"nodes,omitempty"`
+	// Kill describes -kill-node.
+	Kill *KillFigures `json:"kill,omitempty"`
+
 	Process map[string]phaseStats `json:"process,omitempty"` // livehooks RSS/CPU by phase
 	// Fsync is the disk probe (4 KiB write + fsync every 100 ms next to the
 	// data directory) by phase: the disk's own latency at the time.
@@ -280,6 +299,12 @@ func printResult(w io.Writer, r *Result) {
 			p    *Phase
 		}{"healthy dests", r.Healthy})
 	}
+	if r.Relay != nil {
+		cols = append(cols, struct {
+			name string
+			p    *Phase
+		}{"relay", r.Relay})
+	}
 	if r.Baseline != nil {
 		cols = append(cols, struct {
 			name string
@@ -291,7 +316,10 @@ func printResult(w io.Writer, r *Result) {
 		hdr += c.name + "\t"
 	}
 	if r.Baseline != nil {
-		hdr += "ratio\t"
+		hdr += "÷ baseline\t"
+	}
+	if r.Relay != nil {
+		hdr += "÷ relay\t"
 	}
 	if r.Backlog == nil {
 		fmt.Fprintln(tw, hdr)
@@ -305,8 +333,14 @@ func printResult(w io.Writer, r *Result) {
 			}
 			line += fmt.Sprintf(format, get(c.p)) + "\t"
 		}
-		if r.Baseline != nil {
-			if v, ok := r.Ratios[ratioKey]; ok {
+		for _, rs := range []struct {
+			on bool
+			m  map[string]float64
+		}{{r.Baseline != nil, r.Ratios}, {r.Relay != nil, r.RelayRatios}} {
+			if !rs.on {
+				continue
+			}
+			if v, ok := rs.m[ratioKey]; ok {
 				line += fmt.Sprintf("%.2f", v) + "\t"
 			} else {
 				line += "\t"
@@ -361,6 +395,12 @@ func printResult(w io.Writer, r *Result) {
 				k, p.RSSMaxMB, p.RSSMeanMB, p.RSSEndMB, p.CPUCores, p.CPUSec, p.BenchCores, 100*p.MachineBusy, 100*p.CPUStall, 100*p.IOStall)
 		}
 	}
+	for _, n := range r.nodeStats() {
+		fmt.Fprintln(w, n)
+	}
+	if p := r.RelayProcess; p != nil {
+		fmt.Fprintf(w, "relay process [load]: RSS max %.1f MB; CPU %.2f cores (%.1f s), %.0f µs per delivered event\n", p.RSSMaxMB, p.CPUCores, p.CPUSec, r.RelayCPUPerEvent)
+	}
 	if lh := r.Livehooks; lh != nil && len(lh.Timeline) > 0 && r.Backlog == nil {
 		worst := slices.Clone(lh.Timeline)
 		slices.SortFunc(worst, func(a, b TimePoint) int { return cmp.Compare(b.P99, a.P99) })
@@ -379,6 +419,63 @@ func printResult(w io.Writer, r *Result) {
 	}
 	if v, ok := r.Metrics["commit_ops_mean"]; ok {
 		fmt.Fprintf(w, "group commit: %.1f operations per transaction on average (%.0f transactions)\n", v, r.Metrics["commits"])
+	}
+	if rt := r.StoreRoundTrips; rt != nil {
+		switch {
+		case !rt.Exposed:
+			fmt.Fprintf(w, "store round trips: not exposed by this livehooks (no livehooks_store_round_trips_total); %.0f transactions of %.1f operations in the phase\n", rt.Transactions, rt.OpsPerTransaction)
+		case !rt.Counted:
+			fmt.Fprintf(w, "store round trips: none counted over %.0f transactions of %.1f operations: this revision's PostgreSQL store does not count them\n", rt.Transactions, rt.OpsPerTransaction)
+		default:
+			fmt.Fprintf(w, "store round trips: %.2f per transaction (%.0f round trips / %.0f transactions of %.1f operations, over the phase, all nodes; 0 with SQLite)\n", rt.PerTransaction, rt.RoundTrips, rt.Transactions, rt.OpsPerTransaction)
+		}
+	}
+	if c := r.DBRTT; c != nil {
+		if c.Error != "" {
+			fmt.Fprintf(w, "database rtt proxy: %s configured; self-check failed: %s\n", c.Configured, c.Error)
+		} else {
+			fmt.Fprintf(w, "database rtt proxy: %s configured; PostgreSQL %s %.2f ms direct, %.2f ms proxied (+%.2f ms); pipelined echo median %.2f ms, max %.2f ms\n",
+				c.Configured, c.Ping, c.DirectMS, c.ProxiedMS, c.AddedMS, c.EchoMedianMS, c.EchoMaxMS)
+		}
+	}
+	for _, n := range r.Nodes {
+		fmt.Fprintf(w, "node %s: %.0f deliveries = %.1f %% of them; %d ingest requests = %.1f %%; %.0f transactions, %.0f round trips; lives %d\n",
+			n.ID, n.Deliveries, 100*n.Share, n.IngestRequests, 100*n.IngestShare, n.Transactions, n.RoundTrips, n.Lives)
+	}
+	if k := r.Kill; k != nil {
+		ready := "never restarted: " + k.RestartError
+		if k.RestartError == "" {
+			ready = fmt.Sprintf("ready again at %.1f s", k.RestartAtS)
+		}
+		fmt.Fprintf(w, "kill: %s SIGKILLed at %.1f s of the load, down for %s, %s\n", k.Node, k.KillAtS, k.DownFor, ready)
+		fmt.Fprintf(w, "kill: acknowledged → delivered: max %.0f ms, p99 %.1f ms over every event; around the kill (%d events acked from 2 s before to 2 s after the restart): max %.0f ms, p99 %.1f ms; %d events over 10 s\n",
+			k.MaxAckToDeliveredMS, k.P99AckToDeliveredMS, k.AroundEvents, k.AroundMaxAckToDeliveredMS, k.AroundP99AckToDeliveredMS, k.Over10s)
+		if len(k.DeliveredPerSecond) > 0 {
+			from, to := killWindow(k)
+			var parts []string
+			for i := from; i <= to; i++ {
+				mark := ""
+				if i == int(k.KillAtS) {
+					mark = " (kill)"
+				}
+				if k.RestartAtS > 0 && i == int(k.RestartAtS) {
+					mark += " (ready)"
+				}
+				parts = append(parts, fmt.Sprintf("%d:%d%s", i, k.DeliveredPerSecond[i], mark))
+			}
+			fmt.Fprintf(w, "kill: delivered per second (second:count): %s\n", strings.Join(parts, " "))
+		}
+		for _, iv := range k.Intervals {
+			var parts []string
+			for i := range iv.Deliveries {
+				id := fmt.Sprint(i + 1)
+				if i < len(r.Nodes) {
+					id = r.Nodes[i].ID
+				}
+				parts = append(parts, fmt.Sprintf("%s %.0f (%.0f %%)", id, iv.Deliveries[i], 100*iv.Shares[i]))
+			}
+			fmt.Fprintf(w, "kill: deliveries %s (%.1f–%.1f s): %s\n", iv.Name, iv.FromS, iv.ToS, strings.Join(parts, ", "))
+		}
 	}
 	for _, t := range r.Targets {
 		mark := "PASS"
@@ -440,4 +537,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// nodeStats are the per-node process lines of multi-node mode.
+func (r *Result) nodeStats() []string {
+	var out []string
+	for _, k := range sortedKeys(r.Process) {
+		p := r.Process[k]
+		for i, n := range p.Nodes {
+			id := fmt.Sprintf("node-%d", i+1)
+			if i < len(r.Nodes) {
+				id = r.Nodes[i].ID
+			}
+			out = append(out, fmt.Sprintf("  %s [%s]: RSS max %.1f MB; CPU %.2f cores (%.1f s)", id, k, n.RSSMaxMB, n.CPUCores, n.CPUSec))
+		}
+	}
+	return out
 }

@@ -103,23 +103,37 @@ type server struct {
 	pprof   string // profiling harness only: its pprof address
 	exited  chan struct{}
 	exitErr error
-	pgDrop  func()
 	stderr  *tailBuffer
+	cfg     serverConfig
+	// cpuAtExit is the process's user+system CPU seconds, set when it exited.
+	cpuAtExit float64
 }
 
 type serverConfig struct {
 	dataDir string
 	args    []string // extra serve flags of the scenario
+	// port is the port to listen on; 0 picks a free one (and the config
+	// keeps it, so that a restart listens on the same port).
+	port int
+	// databaseURL is passed as --database-url when set (PostgreSQL).
+	databaseURL string
+	// nodeID is passed as --node-id when set (multi-node mode).
+	nodeID string
+	// env is added to livehooks' environment (before -serve-env).
+	env []string
 }
 
-// startServer starts livehooks serve on a free port and waits until /readyz
-// answers.
+// startServer starts livehooks serve and waits until /readyz answers.
 func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	if sc.port == 0 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		sc.port = port
 	}
-	s := &server{base: "http://127.0.0.1:" + strconv.Itoa(port), dataDir: sc.dataDir, exited: make(chan struct{}), stderr: &tailBuffer{max: 64 << 10}}
+	port := sc.port
+	s := &server{base: "http://127.0.0.1:" + strconv.Itoa(port), dataDir: sc.dataDir, exited: make(chan struct{}), stderr: &tailBuffer{max: 64 << 10}, cfg: sc}
 	args := []string{"serve",
 		"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--data-dir", sc.dataDir,
@@ -128,18 +142,16 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 		"--log-level", "warn",
 		"--sqlite-synchronous", e.o.synchronous,
 	}
-	if e.o.db == "postgres" {
-		url, drop, err := createPostgresDB(ctx, e.o.databaseURL)
-		if err != nil {
-			return nil, err
-		}
-		s.pgDrop = drop
-		args = append(args, "--database-url", url)
+	if sc.databaseURL != "" {
+		args = append(args, "--database-url", sc.databaseURL)
+	}
+	if sc.nodeID != "" {
+		args = append(args, "--node-id", sc.nodeID)
 	}
 	args = append(args, sc.args...)
 	args = append(args, e.o.extraArgs...)
 	cmd := exec.Command(e.bin, args...)
-	cmd.Env = append(os.Environ(), e.o.serveEnv...)
+	cmd.Env = append(append(os.Environ(), sc.env...), e.o.serveEnv...)
 	if e.o.profileDir != "" {
 		pp, err := freePort()
 		if err != nil {
@@ -157,7 +169,8 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 		return nil, err
 	}
 	s.logPath = filepath.Join(sc.dataDir, "..", filepath.Base(sc.dataDir)+".log")
-	logFile, err := os.Create(s.logPath)
+	// Appended to: a node restarted after a kill keeps its first life's log.
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -169,12 +182,14 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 	vlogf("starting %s %s", e.bin, strings.Join(args, " "))
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		s.dropDB()
 		return nil, fmt.Errorf("start livehooks: %w", err)
 	}
 	s.cmd, s.pid = cmd, cmd.Process.Pid
 	go func() {
 		s.exitErr = cmd.Wait()
+		if ps := cmd.ProcessState; ps != nil {
+			s.cpuAtExit = (ps.UserTime() + ps.SystemTime()).Seconds()
+		}
 		logFile.Close()
 		close(s.exited)
 	}()
@@ -182,7 +197,6 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 	for {
 		select {
 		case <-s.exited:
-			s.dropDB()
 			return nil, fmt.Errorf("livehooks exited before it was ready (%v):\n%s", s.exitErr, s.stderr.String())
 		case <-ctx.Done():
 			s.kill()
@@ -215,7 +229,6 @@ func (s *server) stop() error {
 		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
-	s.dropDB()
 	var ee *exec.ExitError
 	if s.exitErr != nil && !errors.As(s.exitErr, &ee) {
 		return s.exitErr
@@ -226,18 +239,11 @@ func (s *server) stop() error {
 	return nil
 }
 
+// kill ends livehooks with SIGKILL and waits for it.
 func (s *server) kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
 		<-s.exited
-	}
-	s.dropDB()
-}
-
-func (s *server) dropDB() {
-	if s.pgDrop != nil {
-		s.pgDrop()
-		s.pgDrop = nil
 	}
 }
 
@@ -285,15 +291,25 @@ func (s *server) createConfig(ctx context.Context, app, url string, sign bool) (
 }
 
 // metrics reads the named metrics from /metrics, summing the samples of each
-// over their labels; absent metrics are missing from the map.
+// over their labels; absent metrics are missing from the map. A name may
+// select labels, e.g. livehooks_delivery_attempts_total{outcome="succeeded"}:
+// then only the samples carrying those labels count.
 func (s *server) metrics(ctx context.Context, names ...string) map[string]float64 {
 	out := map[string]float64{}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return out
 	}
 	defer resp.Body.Close()
+	type selector struct{ key, name, labels string }
+	sels := make([]selector, len(names))
+	for i, n := range names {
+		name, labels, _ := strings.Cut(n, "{")
+		sels[i] = selector{n, name, strings.TrimSuffix(labels, "}")}
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -302,20 +318,45 @@ func (s *server) metrics(ctx context.Context, names ...string) map[string]float6
 			continue
 		}
 		name, rest, _ := strings.Cut(line, " ")
+		labels := ""
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			name = name[:i]
 			if j := strings.LastIndexByte(line, '}'); j >= 0 {
+				labels = line[i+1 : j]
 				rest = strings.TrimSpace(line[j+1:])
 			}
 		}
-		for _, n := range names {
-			if n == name {
-				f, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-				out[n] += f
+		for _, sel := range sels {
+			if sel.name != name {
+				continue
+			}
+			if sel.labels != "" && !hasLabels(labels, sel.labels) {
+				continue
+			}
+			if f := strings.Fields(rest); len(f) > 0 {
+				v, _ := strconv.ParseFloat(f[0], 64)
+				out[sel.key] += v
 			}
 		}
 	}
 	return out
+}
+
+// hasLabels reports whether every k="v" pair of want is among have's.
+func hasLabels(have, want string) bool {
+	for _, w := range strings.Split(want, ",") {
+		found := false
+		for _, h := range strings.Split(have, ",") {
+			if strings.TrimSpace(h) == strings.TrimSpace(w) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // pending reads livehooks_deliveries_pending (the store's count, refreshed at

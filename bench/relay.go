@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// The relay (bench/relay) is the ceiling livehooks is compared with besides
+// the one-hop baseline: the same ingest request in, the same signed callback
+// out, no storage. It runs as a subprocess, like livehooks, and its CPU is
+// sampled the same way.
+
+// buildRelay builds bench/relay from the working tree (it is bench tooling
+// and imports only the standard library).
+func buildRelay(ctx context.Context, root, work string) (string, error) {
+	bin := filepath.Join(work, "relay")
+	logf("building ./bench/relay")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./bench/relay")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./bench/relay: %w", err)
+	}
+	return bin, nil
+}
+
+// relayProc is a running relay.
+type relayProc struct {
+	cmd    *exec.Cmd
+	base   string
+	exited chan struct{}
+	out    *tailBuffer
+}
+
+// relayConfigID is the config id the relay uses for receiver i in webhook
+// ids (livehooks uses the config's id).
+func relayConfigID(i int) string { return "relay-r" + strconv.Itoa(i) }
+
+func startRelay(ctx context.Context, e *env, rcv []*receiver) (*relayProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-listen", "127.0.0.1:" + strconv.Itoa(port), "-token", benchToken}
+	if e.o.sign {
+		args = append(args, "-key", benchKey)
+	}
+	for i, rc := range rcv {
+		args = append(args, "-route", "r"+strconv.Itoa(i)+"="+relayConfigID(i)+"="+rc.url)
+	}
+	p := &relayProc{base: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{}), out: &tailBuffer{max: 16 << 10}}
+	p.cmd = exec.Command(e.relayBin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start relay: %w", err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("relay exited before it was ready:\n%s", p.out.String())
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if resp, err := http.Get(p.base + "/readyz"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("relay not ready after 10s:\n%s", p.out.String())
+		}
+	}
+}
+
+func (p *relayProc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// relay runs the scenario's load through the relay to the receivers listed
+// in dests, as long as the baseline (-relay-duration), and returns its
+// figures and its process's.
+func (r *scenarioRun) relay(ctx context.Context, dests []int, cycleTypes bool) (*Phase, *phaseStats, error) {
+	p := r.p
+	dur := min(r.e.o.baselineDur, p.duration)
+	if r.e.o.relayDur > 0 {
+		dur = min(r.e.o.relayDur, p.duration)
+	}
+	rp, err := startRelay(ctx, r.e, r.rcv)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rp.stop()
+	logf("relay: ingest → forward, no storage, %d clients, rate %s, %s", p.clients, rateName(p.rate), dur)
+	smp := startSampler(rp.cmd.Process.Pid, r.e.o.sampleEvery)
+	ids := make([]string, len(r.rcv))
+	for i := range ids {
+		ids[i] = relayConfigID(i)
+	}
+	tr := newTracker(p.streams)
+	setTracker(r.rcv, tr)
+	ip := newIngestPoster(rp.base, ids, p.clients)
+	smp.setPhase("load")
+	start := tr.now()
+	st := runLoad(ctx, tr, ip, loadSpec{
+		rate: p.rate, duration: dur, clients: p.clients, batch: p.batch, streams: p.streams,
+		dest: func(s int) int { return dests[s%len(dests)] }, cycleTypes: cycleTypes,
+	})
+	end := tr.now()
+	ip.client.CloseIdleConnections()
+	smp.setPhase("drain")
+	// The relay answers once the receiver did: nothing should be left.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		acked, delivered := tr.progress(nil)
+		if delivered >= acked || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	samples := smp.finish()
+	setTracker(r.rcv, nil)
+	ps := summarize(samples, "load")
+	return analyze(tr, st, nil, start, end), &ps, nil
+}
