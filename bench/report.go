@@ -439,7 +439,7 @@ func printResult(w io.Writer, r *Result) {
 		}
 	}
 	for _, n := range r.Nodes {
-		fmt.Fprintf(w, "node %s: %.0f deliveries = %.1f %% of them; %d ingest requests = %.1f %%; %.0f transactions, %.0f round trips; lives %d\n",
+		fmt.Fprintf(w, "%s: %.0f deliveries = %.1f %% of them; %d ingest requests = %.1f %%; %.0f transactions, %.0f round trips; lives %d\n",
 			n.ID, n.Deliveries, 100*n.Share, n.IngestRequests, 100*n.IngestShare, n.Transactions, n.RoundTrips, n.Lives)
 	}
 	if k := r.Kill; k != nil {
@@ -544,6 +544,9 @@ func (r *Result) nodeStats() []string {
 	var out []string
 	for _, k := range sortedKeys(r.Process) {
 		p := r.Process[k]
+		if p.CPUSec == 0 {
+			continue // an empty phase (a drain with nothing left)
+		}
 		for i, n := range p.Nodes {
 			id := fmt.Sprintf("node-%d", i+1)
 			if i < len(r.Nodes) {
