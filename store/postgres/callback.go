@@ -88,6 +88,7 @@ func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) e
 		c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL,
 		storerow.JoinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
 		c.DisabledReason, ts(c.CreateTime), ts(c.UpdateTime))
+	db.configs.Invalidate()
 	if isUniqueViolation(err) {
 		return errConflict()
 	} else if err != nil {
@@ -210,6 +211,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 		out = &c
 		return nil
 	})
+	db.configs.Invalidate()
 	if err != nil {
 		return nil, err
 	}
@@ -224,8 +226,10 @@ func laneRange(configID string) (lo, hi string) {
 }
 
 const (
-	deletePendingSQL = `DELETE FROM deliveries
-		WHERE lane >= $1 AND lane < $2 AND status = 'pending' AND config_id = $3`
+	// Attempts go with their deliveries (no foreign key does it).
+	deletePendingSQL = `WITH d AS (
+		DELETE FROM deliveries WHERE lane >= $1 AND lane < $2 AND status = 'pending' AND config_id = $3 RETURNING id
+	) DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM d)`
 
 	failPendingSQL = `UPDATE deliveries SET status = 'failed', last_error = $4, updated_at = $5
 		WHERE lane >= $1 AND lane < $2 AND status = 'pending' AND config_id = $3`
@@ -243,6 +247,7 @@ func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
 	if !validText(projectID, id) {
 		return errNotFound(id)
 	}
+	defer db.configs.Invalidate()
 	return db.writeTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM callbacks WHERE id = $1 AND project_id = $2`, id, projectID)
 		if err != nil {
@@ -284,6 +289,7 @@ func (db *DB) MatchCallback(ctx context.Context, projectID, domain, app string) 
 // deliveries with that reason and drops its lanes.
 func (db *DB) DisableCallback(ctx context.Context, projectID, id, reason string) error {
 	now := db.clock.Now()
+	defer db.configs.Invalidate()
 	return db.writeTx(ctx, func(tx pgx.Tx) error {
 		return disable(ctx, tx, projectID, id, reason, now)
 	})

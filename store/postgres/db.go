@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // DefaultLease is how long a node owns a lane it creates at Enqueue before
@@ -52,7 +53,15 @@ type DB struct {
 	lease  time.Duration
 	logger *slog.Logger
 
-	retries atomic.Int64 // transactions run again after a lock conflict (tests read it)
+	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
+	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)
+
+	// What Write reads from memory instead of the database; see cache.go.
+	configs storerow.Cache[matchKey, match]
+	streams storerow.Cache[livehooks.StreamKey, cachedStream]
+	// allStreams is 1 + the generation of streams while it holds every
+	// stream that had a state when the store opened, 0 otherwise.
+	allStreams atomic.Uint64
 }
 
 var _ livehooks.Store = (*DB)(nil)
@@ -85,11 +94,24 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if db.logger == nil {
 		db.logger = slog.New(slog.DiscardHandler)
 	}
+	// A connection idle for a while is pinged when acquired: a round trip
+	// that a Write pays for.
+	cfg.ShouldPing = func(ctx context.Context, p pgxpool.ShouldPingParams) bool {
+		ping := p.IdleDuration > time.Second
+		if ping && ctx.Value(writeAcquire{}) != nil {
+			db.roundTrips.Add(1)
+		}
+		return ping
+	}
 	where := cfg.ConnConfig.Host + "/" + cfg.ConnConfig.Database
 	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
 	if err := migrate(ctx, db.pool, db.clock.Now()); err != nil {
+		db.pool.Close()
+		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
+	}
+	if err := db.loadStreams(ctx); err != nil {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
@@ -130,8 +152,16 @@ var beginWrite = fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d", lockTimeout.M
 // random pause: fn must have no effects outside tx that a second run would
 // break.
 func (db *DB) writeTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return db.retry(ctx, func() error {
+		return db.runTx(ctx, pgx.TxOptions{BeginQuery: beginWrite}, fn)
+	})
+}
+
+// retry runs try until it succeeds, fails for good or maxTxAttempts runs
+// failed, with a short random pause, growing, before each new run.
+func (db *DB) retry(ctx context.Context, try func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := db.runTx(ctx, pgx.TxOptions{BeginQuery: beginWrite}, fn)
+		err := try()
 		if err == nil || attempt == maxTxAttempts || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -179,6 +209,45 @@ const (
 	codeDeadlockDetected     = "40P01"
 	codeLockNotAvailable     = "55P03"
 )
+
+// WriteRoundTrips returns the network round trips that Write made so far:
+// one per transaction when what it needs is in memory, more when it reads
+// first (a cache miss, Requeue), prepares statements on a new connection, or
+// runs a transaction again after a conflict (groupcommit.RoundTripCounter).
+func (db *DB) WriteRoundTrips() int64 { return db.roundTrips.Load() }
+
+// writeAcquire marks the context of Write's connection acquisitions, whose
+// liveness pings are Write's round trips.
+type writeAcquire struct{}
+
+// preparedKey names, in a connection's CustomData, the set of statements
+// prepare has prepared on it.
+const preparedKey = "livehooks.prepared"
+
+// prepare prepares on conn those of sqls it has not prepared yet, one round
+// trip each, counted as Write's. A statement prepared by name stays prepared
+// whatever later fails on the connection, whereas pgx drops the statements
+// it caches by itself after any failed batch, to prepare them again in a
+// round trip of their own.
+func (db *DB) prepare(ctx context.Context, conn *pgx.Conn, sqls ...string) error {
+	data := conn.PgConn().CustomData()
+	done, _ := data[preparedKey].(map[string]bool)
+	if done == nil {
+		done = make(map[string]bool)
+		data[preparedKey] = done
+	}
+	for _, sql := range sqls {
+		if done[sql] {
+			continue
+		}
+		db.roundTrips.Add(1)
+		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		done[sql] = true
+	}
+	return nil
+}
 
 func pgCode(err error) string {
 	var e *pgconn.PgError

@@ -242,17 +242,15 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 	}
 	var n int64
 	err := db.writeTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM deliveries WHERE id IN (
-			SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < $1
-			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, ts(before), limit)
-		if err != nil {
+		var nd int64
+		if err := tx.QueryRow(ctx, purgeDeliveriesSQL, ts(before), limit).Scan(&nd); err != nil {
 			return err
 		}
-		nd := tag.RowsAffected()
-		tag, err = tx.Exec(ctx, `DELETE FROM events WHERE pk IN (
-			SELECT pk FROM events e WHERE e.created_at < $1
-			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)
-			ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, ts(before), limit)
+		var pks []int64
+		if err := tx.QueryRow(ctx, purgeCandidatesSQL, ts(before), limit).Scan(&pks); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, purgeEventsSQL, pks)
 		if err != nil {
 			return err
 		}
@@ -264,3 +262,27 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 	}
 	return int(n), nil
 }
+
+const (
+	purgeDeliveriesSQL = `WITH d AS (
+		DELETE FROM deliveries WHERE id IN (
+			SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < $1
+			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+		RETURNING id
+	), a AS (
+		DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM d)
+	)
+	SELECT count(*) FROM d`
+
+	// No foreign key keeps an event from being deleted while a delivery of
+	// it is added (Requeue): the candidates are locked first, skipping
+	// those that a Requeue locked, then checked again with a snapshot taken
+	// after the lock, which sees the deliveries of the Requeues that
+	// committed meanwhile.
+	purgeCandidatesSQL = `SELECT COALESCE(array_agg(pk), '{}') FROM (
+		SELECT pk FROM events e WHERE e.created_at < $1
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)
+		ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) c`
+	purgeEventsSQL = `DELETE FROM events e WHERE pk = ANY($1)
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)`
+)

@@ -248,8 +248,8 @@ func TestNotifyReachesOtherNodes(t *testing.T) {
 	// B's event into the lane A owns: stored, not B's to send; A is woken.
 	ds := enqueue("A", testEvent("live", "s1"))
 	w.drain()
-	if got := enqueue("B", testEvent("live", "s1")); len(got) != 0 {
-		t.Fatalf("B got %d deliveries of A's lane", len(got))
+	if got := enqueue("B", testEvent("live", "s1")); len(got) != 1 || got[0].Due {
+		t.Fatalf("B got %d deliveries of A's lane, due %v", len(got), len(got) > 0 && got[0].Due)
 	}
 	w.wait(t, "enqueue into another node's lane")
 
@@ -302,59 +302,90 @@ func TestNotifyReachesOtherNodes(t *testing.T) {
 
 func TestLockCycleRunsWriteAgain(t *testing.T) {
 	t.Parallel()
-	db := openTest(t, testDatabase(t), Options{})
+	url := testDatabase(t)
+	db := openTest(t, url, Options{})
 	if err := db.CreateCallback(ctx, testConfig("p1", "live")); err != nil {
 		t.Fatal(err)
 	}
-	// Two transactions take the same two lanes in opposite orders: one of
-	// them (or both) gives up waiting after lockTimeout, and Write runs it
-	// again; each event is stored once.
+	// Two transactions take the same two lanes, enqueued in opposite
+	// orders: each locks them in key order, so neither waits for the other
+	// in a cycle; each event is stored once.
 	var (
-		firstLocked, secondLocked = make(chan struct{}), make(chan struct{})
-		once1, once2              sync.Once
-		mu                        sync.Mutex
-		runs                      = map[string]int{}
+		firstHeld, secondHeld = make(chan struct{}), make(chan struct{})
+		once1, once2          sync.Once
 	)
 	enq := func(tx livehooks.OutboxTx, node, stream string) error {
 		_, err := tx.Enqueue(ctx, node, time.Now(), []*livehooks.Event{testEvent("live", stream)})
 		return err
 	}
-	write := func(node, first, second string, locked, other chan struct{}, once *sync.Once) error {
+	write := func(node, first, second string, held, other chan struct{}, once *sync.Once) error {
 		return db.Write(ctx, func(tx livehooks.OutboxTx) error {
-			mu.Lock()
-			runs[node]++
-			run := runs[node]
-			mu.Unlock()
 			if err := enq(tx, node, first); err != nil {
 				return err
 			}
-			if run == 1 {
-				once.Do(func() { close(locked) })
-				<-other
-			}
+			once.Do(func() { close(held) })
+			<-other
 			return enq(tx, node, second)
 		})
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	wg.Go(func() { errs[0] = write("A", "s1", "s2", firstLocked, secondLocked, &once1) })
-	wg.Go(func() { errs[1] = write("B", "s2", "s1", secondLocked, firstLocked, &once2) })
+	wg.Go(func() { errs[0] = write("A", "s1", "s2", firstHeld, secondHeld, &once1) })
+	wg.Go(func() { errs[1] = write("B", "s2", "s1", secondHeld, firstHeld, &once2) })
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			t.Fatalf("Write: %v", err)
 		}
 	}
-	if runs["A"]+runs["B"] < 3 {
-		t.Fatalf("runs %v: want one of the two run again", runs)
-	}
 	if n, err := db.PendingCount(ctx); err != nil || n != 4 {
 		t.Fatalf("pending %d (%v), want 4: each event once", n, err)
 	}
+
+	// A lane held past lockTimeout by another transaction: Write gives up
+	// waiting and runs again until the lane is free.
+	conn := rawConn(t, url)
+	lane := livehooks.LaneKey(testConfigID(t, db), "s1")
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM lanes WHERE lane = $1 FOR UPDATE`, lane); err != nil {
+		t.Fatal(err)
+	}
+	retries := db.retries.Load()
+	done := make(chan error, 1)
+	runs := 0
+	go func() {
+		done <- db.Write(ctx, func(tx livehooks.OutboxTx) error {
+			runs++
+			return enq(tx, "A", "s1")
+		})
+	}()
+	waitUntil(t, "Write to give up waiting for the lane", 10*time.Second, func() bool { return db.retries.Load() > retries })
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if runs < 2 {
+		t.Fatalf("%d runs: want the write run again", runs)
+	}
 	ds, total, err := db.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p1"})
-	if err != nil || total != 4 || len(ds) != 4 {
+	if err != nil || total != 5 || len(ds) != 5 {
 		t.Fatalf("deliveries %d of %d (%v)", len(ds), total, err)
 	}
+}
+
+// testConfigID returns the id of the only config of project p1.
+func testConfigID(t *testing.T, db *DB) string {
+	t.Helper()
+	cs, _, err := db.FindCallbacks(ctx, livehooks.CallbackFilter{ProjectID: "p1"})
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("configs of p1: %d (%v)", len(cs), err)
+	}
+	return cs[0].ID
 }
 
 func TestUnstorableTextIsCleaned(t *testing.T) {
@@ -535,7 +566,11 @@ func TestQueryPlans(t *testing.T) {
 		{"lane deliveries", laneDeliveriesSQL, []any{"cfg/s", int64(0), 10}, []string{"deliveries_lane"}},
 		{"claim", claimLanesSQL, []any{"n", now, now, 10}, []string{"lanes_free", "lanes_leased"}},
 		{"renew", renewSQL, []any{"n", now}, []string{"lanes_owner"}},
-		{"record", recordSQL, []any{int64(1), "succeeded", now, now, 200, "", now, int64(1), "", ""}, []string{"lanes_pkey"}},
+		{"record", recordSQL, []any{[]int64{1}, []string{"succeeded"}, []time.Time{now}, []time.Time{now}, []int32{200},
+			[]string{""}, []time.Time{now}, []int64{1}, []string{""}, []string{""}, []string{""}, "pending"},
+			[]string{"lanes_pkey"}},
+		{"purge deliveries", purgeDeliveriesSQL, []any{now, 10}, []string{"deliveries_final", "attempts_pkey"}},
+		{"purge candidates", purgeCandidatesSQL, []any{now, 10}, []string{"deliveries_event"}},
 		{"delete pending of a config", deletePendingSQL, []any{lo, hi, "cfg"}, []string{"deliveries_lane"}},
 		{"fail pending of a config", failPendingSQL, []any{lo, hi, "cfg", "gone", now}, []string{"deliveries_lane"}},
 		{"lanes of a config", deleteConfigLanesSQL, []any{lo, hi, "cfg"}, []string{"lanes_pkey"}},

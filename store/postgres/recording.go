@@ -12,9 +12,6 @@ import (
 	"github.com/livehooks/livehooks/store/storerow"
 )
 
-const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-	file_started_at, published_at, over_at, next_file_at, updated_at`
-
 func validStreamKey(k livehooks.StreamKey) error {
 	if !validText(k.ProjectID, k.PublishDomain, k.App, k.Stream) {
 		return livehooks.Errorf(livehooks.EINVALID, "invalid stream key")
@@ -22,66 +19,51 @@ func validStreamKey(k livehooks.StreamKey) error {
 	return nil
 }
 
-// Stream returns a stream's recording state, nil when it has none. It locks
-// the stream (an advisory lock, which holds whether or not the stream has a
-// row yet) until the transaction ends, so that two nodes handling the same
-// stream apply their transitions one after the other, each seeing the
-// state the other left.
+// Stream returns a stream's recording state, nil when it has none: as this
+// transaction last put it, else as this node last committed or read it,
+// else as read from the database (a round trip). The transaction commits
+// only if no other node changed the stream meanwhile (see flush.go), so that
+// two nodes handling the same stream apply their transitions one after the
+// other, each seeing the state the other left.
 func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*livehooks.StreamState, error) {
 	if err := validStreamKey(key); err != nil {
 		return nil, err
 	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-		key.ProjectID+"/"+key.PublishDomain+"/"+key.App+"/"+key.Stream)
-	b.Queue(`SELECT `+streamColumns+` FROM streams
-		WHERE project_id = $1 AND publish_domain = $2 AND app = $3 AND stream = $4`,
-		key.ProjectID, key.PublishDomain, key.App, key.Stream)
-	br := t.tx.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("postgres: lock stream: %w", err)
+	if s, ok := t.streams[key]; ok {
+		return copyStream(s.state), nil
 	}
-	var (
-		s                                  livehooks.StreamState
-		started, published, over, nextFile *time.Time
-	)
-	err := br.QueryRow().Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
-		&started, &published, &over, &nextFile, &s.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, br.Close()
-	} else if err != nil {
-		return nil, fmt.Errorf("postgres: load stream: %w", err)
+	c, ok := t.db.streams.Get(key)
+	if !ok && !t.db.cachedAll() {
+		got, err := t.readStreams(ctx, []livehooks.StreamKey{key})
+		if err != nil {
+			return nil, err
+		}
+		c = got[key]
 	}
-	s.FileStartedAt, s.PublishedAt = fromOpt(started), fromOpt(published)
-	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOpt(over), fromOpt(nextFile), s.UpdatedAt.UTC()
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("postgres: load stream: %w", err)
-	}
-	return &s, nil
+	t.addStream(&txStream{key: key, state: c.state, version: c.version, read: true})
+	return copyStream(c.state), nil
 }
 
-// PutStream stores a stream's recording state (insert or replace), with its
-// next timer indexed for DueStreams.
+// PutStream stores a stream's recording state (insert or replace) when the
+// transaction commits, with its next timer indexed for DueStreams.
 func (t *outboxTx) PutStream(ctx context.Context, s *livehooks.StreamState) error {
 	if err := validStreamKey(s.StreamKey); err != nil {
 		return err
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO streams (`+streamColumns+`, next_timer)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-		ON CONFLICT (project_id, publish_domain, app, stream) DO UPDATE SET
-			state = excluded.state, task_id = excluded.task_id, job_id = excluded.job_id,
-			file_seq = excluded.file_seq, file_started_at = excluded.file_started_at,
-			published_at = excluded.published_at, over_at = excluded.over_at,
-			next_file_at = excluded.next_file_at, updated_at = excluded.updated_at,
-			next_timer = excluded.next_timer`,
-		s.ProjectID, s.PublishDomain, s.App, s.Stream, cleanText(s.State), cleanText(s.TaskID), cleanText(s.JobID), s.FileSeq,
-		optTime(s.FileStartedAt), optTime(s.PublishedAt), optTime(s.OverAt), optTime(s.NextFileAt),
-		ts(s.UpdatedAt), optTime(s.NextTimer()))
-	if err != nil {
-		return fmt.Errorf("postgres: store stream: %w", err)
+	if e, ok := t.streams[s.StreamKey]; ok {
+		e.state, e.put = storedStream(s), true
+		return nil
 	}
+	t.addStream(&txStream{key: s.StreamKey, state: storedStream(s), put: true})
 	return nil
+}
+
+func (t *outboxTx) addStream(s *txStream) {
+	if t.streams == nil {
+		t.streams = make(map[livehooks.StreamKey]*txStream)
+	}
+	t.streams[s.key] = s
+	t.streamOrder = append(t.streamOrder, s)
 }
 
 // DueStreams returns streams whose next timer is due, earliest first.

@@ -1,0 +1,137 @@
+package postgres
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWritePlans checks how Write's statements are planned: once per
+// connection (generic plans), on tables as the planner sees them when they
+// are new, as in a new database. Every table is read through an index, by
+// key, whatever the planner believes of its size: a plan that scans a table,
+// or a whole index, would cost more with every row the table grows by.
+func TestWritePlans(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	openTest(t, url, Options{})
+	conn := rawConn(t, url)
+	now := time.Now()
+	texts := []string{"x"}
+	times := []time.Time{now}
+	for _, tc := range []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"match", matchSQL, []any{"p", "d", "a"}},
+		{"read stream", readStreamSQL, []any{"p", "d", "a", "s"}},
+		{"requeue events", requeueEventsSQL, []any{texts}},
+		{"requeue configs", requeueConfigsSQL, []any{texts}},
+		{"lock configs", lockConfigSQL, []any{texts}},
+		{"lock gone configs", lockGoneSQL, []any{texts}},
+		{"check matches", checkMatchesSQL, []any{texts, texts, texts, texts, texts, []bool{false}}},
+		{"check requeues", checkRequeuesSQL, []any{texts, texts}},
+		{"write streams", writeStreamsSQL, []any{[]int32{1}, []int64{1}, texts, texts, texts, texts, texts, texts, texts,
+			[]int32{1}, times, times, times, times, times, times}},
+		{"insert events", insertEventsSQL, []any{texts, texts, texts, texts, texts, texts, texts, texts, texts, texts, texts,
+			[]int64{1}, []int64{1}, times, times, []int32{1}, []int32{1}, texts, texts, times, times}},
+		{"lock lanes", lockLanesSQL, []any{texts}},
+		{"upsert lanes", upsertLanesSQL, []any{texts, texts, []int32{1}, times, texts, times}},
+		{"insert deliveries", insertDeliveriesSQL, []any{texts, texts, texts, texts, texts, texts, texts, times}},
+		{"record", recordSQL, []any{[]int64{1}, texts, times, times, []int32{200}, texts, times, []int64{1}, texts, texts, texts, "pending"}},
+		{"disable gone", disableGoneSQL, []any{"c/", "c0", "c", now}},
+		{"defer lanes", deferLanesSQL, []any{texts, texts, times}},
+		{"lane states", laneStatesSQL, []any{texts, "c", "n", now, "n", texts}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, settingsSQL); err != nil {
+				t.Fatal(err)
+			}
+			name := "plan_" + strings.ReplaceAll(tc.name, " ", "_")
+			if _, err := tx.Prepare(ctx, name, tc.sql); err != nil {
+				t.Fatal(err)
+			}
+			// EXPLAIN takes no parameters: the arguments go in as literals.
+			params := make([]string, len(tc.args))
+			for i, a := range tc.args {
+				params[i] = literal(a)
+			}
+			rows, err := tx.Query(ctx, fmt.Sprintf("EXPLAIN EXECUTE %s(%s)", name, strings.Join(params, ", ")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, line)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if bad := badScans(plan); len(bad) > 0 {
+				t.Errorf("%s:\n%s\nin plan:\n%s", tc.name, strings.Join(bad, "\n"), strings.Join(plan, "\n"))
+			}
+		})
+	}
+}
+
+// literal returns v as an SQL literal of unknown type, which EXECUTE casts
+// to the statement's parameter type.
+func literal(v any) string {
+	switch v := v.(type) {
+	case time.Time:
+		return "'" + v.UTC().Format(time.RFC3339Nano) + "'"
+	case []time.Time:
+		return "'{\"" + v[0].UTC().Format(time.RFC3339Nano) + "\"}'"
+	case []string, []int32, []int64, []bool:
+		return "'{" + strings.Trim(fmt.Sprint(v), "[]") + "}'"
+	}
+	return "'" + fmt.Sprint(v) + "'"
+}
+
+var scanNode = regexp.MustCompile(`(Seq Scan|Index Scan|Index Only Scan|Bitmap Index Scan|Hash Join|Merge Join)( Backward)?(?: using (\S+))?(?: on (\S+))?`)
+
+// badScans returns the nodes of plan that read a whole table or index, or
+// hash or merge one.
+func badScans(plan []string) []string {
+	var bad []string
+	for i, line := range plan {
+		m := scanNode.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		switch m[1] {
+		case "Seq Scan", "Hash Join", "Merge Join":
+			bad = append(bad, strings.TrimSpace(line))
+			continue
+		}
+		// An index scan needs a condition on the index, among the node's
+		// own lines (deeper than the node, before its first child).
+		depth := len(line) - len(strings.TrimLeft(line, " "))
+		cond := false
+		for _, next := range plan[i+1:] {
+			d := len(next) - len(strings.TrimLeft(next, " "))
+			if d <= depth || strings.Contains(next, "->") {
+				break
+			}
+			if strings.Contains(next, "Index Cond:") {
+				cond = true
+			}
+		}
+		if !cond {
+			bad = append(bad, strings.TrimSpace(line)+" (no index condition)")
+		}
+	}
+	return bad
+}
