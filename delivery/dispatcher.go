@@ -58,6 +58,12 @@ type Options struct {
 	// receiver that comes back is found within a minute).
 	BreakerThreshold int
 	BreakerOpen      time.Duration
+	// Heartbeat is how often the node tells a shared Outbox (one that
+	// implements Placement) that it is alive (default 1 s); NodeTimeout is
+	// how long after its last heartbeat the other nodes take it for dead and
+	// take its lanes over (default 3 s).
+	Heartbeat   time.Duration
+	NodeTimeout time.Duration
 }
 
 // Dispatcher delivers pending deliveries. Create it with New, feed it commit
@@ -76,6 +82,20 @@ type Dispatcher struct {
 	stopping   bool
 	claiming   bool
 	claimAgain bool
+
+	// With a shared Outbox (Placement; nil otherwise): the live nodes of
+	// the last heartbeat, numbered by viewGen; until when this node may start
+	// attempts (liveUntil), and whether it is past that (lapsed), which
+	// cancels fenceCtx, the context of the attempts in flight.
+	place       Placement
+	view        []string
+	viewGen     uint64
+	liveUntil   time.Time
+	lapsed      bool
+	lapseTimer  *time.Timer // posts a lapseMsg at liveUntil
+	hbFailing   bool
+	fenceCtx    context.Context
+	fenceCancel context.CancelFunc
 }
 
 type lane struct {
@@ -92,6 +112,14 @@ type lane struct {
 	waiting  bool // waiting for a Defer to commit, or for a retry of a failed Record
 	dropped  bool
 	lastID   int64 // last delivery recorded
+	// With a shared Outbox: whether the lane's home is another node, as of
+	// view homeGen; leaving hands the lane over whatever its home is.
+	homeGen   uint64
+	elsewhere bool
+	leaving   bool
+	// reclaimed: a claim returned the lane while this node still held it,
+	// its release (a retry, a hand-over) committed but not yet seen here.
+	reclaimed bool
 }
 
 type destination struct {
@@ -143,6 +171,12 @@ func New(o Options) *Dispatcher {
 	if o.BreakerOpen <= 0 {
 		o.BreakerOpen = 10 * time.Second
 	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = time.Second
+	}
+	if o.NodeTimeout <= 0 {
+		o.NodeTimeout = 3 * time.Second
+	}
 	d := &Dispatcher{
 		o:       o,
 		lanes:   map[string]*lane{},
@@ -182,10 +216,11 @@ type (
 		err error
 	}
 	sentMsg struct {
-		dest     *destination
-		l        *lane
-		healthy  bool
-		recorded bool
+		dest      *destination
+		l         *lane
+		healthy   bool
+		recorded  bool
+		abandoned bool // canceled (shutdown, lapse) before its result was known: left pending
 	}
 	retryMsg struct{ l *lane }
 )
@@ -228,6 +263,30 @@ func (d *Dispatcher) Run(ctx context.Context, grace time.Duration) error {
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	d.sendCtx = sendCtx
+	d.newFence()
+
+	// With a shared store the node heartbeats until its lanes are released
+	// (after the attempts in flight at shutdown), so that no other node takes
+	// them over meanwhile. The first heartbeat tells the first claim which
+	// nodes are live.
+	hbCtx, stopHeartbeats := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHeartbeats()
+	hbDone := make(chan struct{})
+	if p, ok := d.o.Outbox.(Placement); ok {
+		d.place = p
+		m := d.heartbeat(hbCtx)
+		if m.err != nil {
+			return m.err
+		}
+		d.setView(m)
+		go d.heartbeats(hbCtx, hbDone)
+	} else {
+		close(hbDone)
+	}
+	stopHB := func() {
+		stopHeartbeats()
+		<-hbDone
+	}
 
 	renewDone := make(chan struct{})
 	go d.renewLeases(ctx, renewDone)
@@ -239,8 +298,11 @@ func (d *Dispatcher) Run(ctx context.Context, grace time.Duration) error {
 	for {
 		select {
 		case <-ctx.Done():
-			d.shutdown(grace, cancelSends, &buf)
+			d.shutdown(grace, cancelSends, stopHB, &buf)
 			<-renewDone
+			if d.lapseTimer != nil {
+				d.lapseTimer.Stop()
+			}
 			return nil
 		case <-poll.C:
 			d.claim()
@@ -254,7 +316,7 @@ func (d *Dispatcher) Run(ctx context.Context, grace time.Duration) error {
 	}
 }
 
-func (d *Dispatcher) shutdown(grace time.Duration, cancelSends context.CancelFunc, buf *[]any) {
+func (d *Dispatcher) shutdown(grace time.Duration, cancelSends, stopHeartbeats context.CancelFunc, buf *[]any) {
 	d.stopping = true
 	done := make(chan struct{})
 	go func() { d.inflight.Wait(); close(done) }()
@@ -278,10 +340,16 @@ wait:
 			}
 		}
 	}
+	stopHeartbeats()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.o.Outbox.ReleaseLanes(ctx, d.o.Node); err != nil {
 		d.o.Logger.Warn("release lanes at shutdown", "error", err)
+	}
+	if d.place != nil {
+		if err := d.place.Leave(ctx, d.o.Node); err != nil {
+			d.o.Logger.Warn("leave the live nodes", "error", err)
+		}
 	}
 	d.o.Logger.Info("dispatcher stopped", "lanes_released", len(d.lanes))
 }
@@ -310,6 +378,10 @@ func (d *Dispatcher) handle(m any) {
 		d.applyEffect(m.e)
 	case wakeMsg:
 		d.claim()
+	case viewMsg:
+		d.setView(m)
+	case lapseMsg:
+		d.live()
 	case claimedMsg:
 		d.claiming = false
 		if m.err != nil {
@@ -317,7 +389,11 @@ func (d *Dispatcher) handle(m any) {
 			return
 		}
 		for _, cl := range m.lanes {
-			if _, ok := d.lanes[cl.Key]; ok {
+			if l, ok := d.lanes[cl.Key]; ok {
+				// This node released the lane (a retry due at once, a
+				// hand-over) and claimed it again before the release's
+				// effect came back: that effect must not just drop it.
+				l.reclaimed = true
 				continue
 			}
 			l := &lane{key: cl.Key, configID: cl.ConfigID, more: true}
@@ -333,9 +409,14 @@ func (d *Dispatcher) handle(m any) {
 	case sentMsg:
 		if m.dest != nil {
 			m.dest.inflight--
-			m.dest.breaker.result(m.healthy, d.o.Clock.Now())
+			if !m.abandoned {
+				m.dest.breaker.result(m.healthy, d.o.Clock.Now())
+			}
 		}
-		if !m.recorded {
+		if m.abandoned {
+			m.l.inflight = false
+			d.schedule(m.l)
+		} else if !m.recorded {
 			// The result could not be stored: try the delivery again shortly.
 			m.l.inflight = false
 			m.l.waiting = true
@@ -350,9 +431,10 @@ func (d *Dispatcher) handle(m any) {
 	}
 }
 
-// claim asks the store for due lanes (one claim at a time).
+// claim asks the store for due lanes (one claim at a time); with a shared
+// store, for those whose home is this node or whose owner is dead.
 func (d *Dispatcher) claim() {
-	if d.stopping {
+	if d.stopping || !d.live() {
 		return
 	}
 	if d.claiming {
@@ -366,10 +448,19 @@ func (d *Dispatcher) claim() {
 	d.claiming = true
 	n := min(room, 256)
 	now := d.o.Clock.Now()
+	view := d.view
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		lanes, err := d.o.Outbox.ClaimLanes(ctx, d.o.Node, now, d.o.Lease, n)
+		var (
+			lanes []livehooks.Lane
+			err   error
+		)
+		if d.place != nil {
+			lanes, err = d.place.ClaimHomeLanes(ctx, d.o.Node, view, now, d.o.Lease, n)
+		} else {
+			lanes, err = d.o.Outbox.ClaimLanes(ctx, d.o.Node, now, d.o.Lease, n)
+		}
 		d.box.post(claimedMsg{lanes, n, err})
 	}()
 }
@@ -396,9 +487,14 @@ func (d *Dispatcher) applyEffect(e groupcommit.Effect) {
 			continue
 		}
 		if !st.Open {
-			d.drop(l)
+			if l.reclaimed {
+				d.revive(l)
+			} else {
+				d.drop(l)
+			}
 			continue
 		}
+		l.reclaimed = false
 		if l.loading {
 			l.touched = true
 		}
@@ -442,6 +538,11 @@ func (d *Dispatcher) enqueued(del *livehooks.Delivery) {
 // destination, or nothing when it is busy.
 func (d *Dispatcher) schedule(l *lane) {
 	if l.dropped || l.inflight || l.ready || l.loading || l.waiting || d.stopping {
+		return
+	}
+	if l.leaving || d.elsewhere(l) {
+		// Between two attempts: the home node takes the lane from here.
+		d.release(l, d.o.Clock.Now())
 		return
 	}
 	if len(l.queue) == 0 {
@@ -507,9 +608,9 @@ func (d *Dispatcher) dest(key string) *destination {
 // store until the breaker may close, so they cost no memory meanwhile.
 func (d *Dispatcher) pump(ds *destination) {
 	now := d.o.Clock.Now()
-	for len(ds.ready) > 0 && ds.inflight < d.o.PerDestination && !d.stopping {
+	for len(ds.ready) > 0 && ds.inflight < d.o.PerDestination && !d.stopping && d.live() {
 		l := ds.ready[0]
-		if l.dropped {
+		if l.dropped || !l.ready {
 			ds.ready[0] = nil
 			ds.ready = ds.ready[1:]
 			continue
@@ -531,6 +632,10 @@ func (d *Dispatcher) pump(ds *destination) {
 		ds.ready[0] = nil
 		ds.ready = ds.ready[1:]
 		l.ready = false
+		if l.leaving || d.elsewhere(l) {
+			d.release(l, now)
+			continue
+		}
 		d.start(ds, l)
 	}
 	if len(ds.ready) == 0 && ds.inflight == 0 && ds.breaker.state == BreakerClosed && ds.breaker.failures == 0 {
@@ -571,21 +676,23 @@ func (d *Dispatcher) start(ds *destination, l *lane) {
 	l.inflight = true
 	ds.inflight++
 	d.inflight.Add(1)
+	ctx := d.fenceCtx
 	go func() {
 		defer d.inflight.Done()
-		healthy, recorded := d.attempt(cfg, del)
-		d.box.post(sentMsg{dest: ds, l: l, healthy: healthy, recorded: recorded})
+		healthy, recorded := d.attempt(ctx, cfg, del)
+		d.box.post(sentMsg{dest: ds, l: l, healthy: healthy, recorded: recorded, abandoned: ctx.Err() != nil && !recorded})
 	}()
 }
 
-// attempt sends one delivery and records the result.
-func (d *Dispatcher) attempt(cfg *livehooks.CallbackConfig, del *livehooks.Delivery) (healthy, recorded bool) {
-	ans := d.o.Sender.Send(d.sendCtx, livehooks.SendRequest{
+// attempt sends one delivery and records the result. When ctx ends during
+// the send (shutdown, lapse), the delivery is left pending, unrecorded.
+func (d *Dispatcher) attempt(ctx context.Context, cfg *livehooks.CallbackConfig, del *livehooks.Delivery) (healthy, recorded bool) {
+	ans := d.o.Sender.Send(ctx, livehooks.SendRequest{
 		URL: cfg.NotifyCallbackURL, Key: cfg.Key, SignType: cfg.SignType,
 		WebhookID: del.WebhookID, Event: del.Event, N: del.Attempts + 1,
 	})
-	if d.sendCtx.Err() != nil {
-		return true, true // shutting down: leave the delivery pending, unrecorded
+	if ctx.Err() != nil {
+		return true, false
 	}
 	now := d.o.Clock.Now()
 	outcome, next, reason := d.o.Policy.Decide(del, ans.Attempt, ans.RetryAfter, now)
@@ -668,6 +775,19 @@ func (d *Dispatcher) loaded(m loadedMsg) {
 func (d *Dispatcher) release(l *lane, t time.Time) {
 	l.ready, l.waiting = false, true
 	d.deferLane(l, t)
+}
+
+// revive handles the release of a lane that a claim returned since: the
+// claim leased it to this node, which holds no state for it any more.
+// Releasing it again, due now, lets its home claim it afresh; should the
+// claim have come from something else, the release changes nothing (a lane
+// is released only by its owner). Should the release fail, the lane is
+// this node's to send.
+func (d *Dispatcher) revive(old *lane) {
+	d.drop(old)
+	l := &lane{key: old.key, configID: old.configID, projectID: old.projectID, more: true}
+	d.lanes[l.key] = l
+	d.release(l, d.o.Clock.Now())
 }
 
 func (d *Dispatcher) drop(l *lane) {

@@ -47,6 +47,8 @@ type serveOptions struct {
 	nginxControlURL   string
 
 	nodeID         string
+	nodeHeartbeat  time.Duration
+	nodeTimeout    time.Duration
 	retryWindow    time.Duration
 	signValidity   time.Duration
 	connectTimeout time.Duration
@@ -86,6 +88,8 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&o.recordingConfig, "recording-config", "", "YAML file of per-domain recording settings (format, URL templates, pause, object storage), applied at start")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id, the owner of its delivery leases (default hostname/listen address)")
+	fs.DurationVar(&o.nodeHeartbeat, "node-heartbeat", time.Second, "with PostgreSQL: how often this node tells the others that it is alive")
+	fs.DurationVar(&o.nodeTimeout, "node-timeout", 3*time.Second, "with PostgreSQL: how long after a node's last heartbeat the others take it for dead and take its lanes over")
 	fs.DurationVar(&o.retryWindow, "retry-window", 24*time.Hour, "how long failed deliveries are retried before they are dead-lettered")
 	fs.DurationVar(&o.signValidity, "sign-validity", 300*time.Second, "how long a callback signature stays valid (auth_timestamp = send time + this)")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 5*time.Second, "callback connect timeout")
@@ -99,6 +103,7 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 		"record-dir": "LIVEHOOKS_RECORD_DIRS", "database-url": "LIVEHOOKS_DATABASE_URL", "dev": "LIVEHOOKS_DEV",
 		"log-format": "LIVEHOOKS_LOG_FORMAT", "log-level": "LIVEHOOKS_LOG_LEVEL", "sqlite-synchronous": "LIVEHOOKS_SQLITE_SYNCHRONOUS",
 		"shutdown-timeout": "LIVEHOOKS_SHUTDOWN_TIMEOUT", "node-id": "LIVEHOOKS_NODE_ID", "retry-window": "LIVEHOOKS_RETRY_WINDOW",
+		"node-heartbeat": "LIVEHOOKS_NODE_HEARTBEAT", "node-timeout": "LIVEHOOKS_NODE_TIMEOUT",
 		"sign-validity": "LIVEHOOKS_SIGN_VALIDITY", "connect-timeout": "LIVEHOOKS_CONNECT_TIMEOUT", "request-timeout": "LIVEHOOKS_REQUEST_TIMEOUT",
 		"per-destination": "LIVEHOOKS_PER_DESTINATION", "retention": "LIVEHOOKS_RETENTION", "poll-interval": "LIVEHOOKS_POLL_INTERVAL",
 	} {
@@ -143,6 +148,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	logger, err := newLogger(e.stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
+	}
+	if o.nodeTimeout < 2*o.nodeHeartbeat {
+		return fmt.Errorf("--node-timeout (%v) must be at least twice --node-heartbeat (%v)", o.nodeTimeout, o.nodeHeartbeat)
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -228,6 +236,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	dispatcher = delivery.New(delivery.Options{
 		Outbox: store, Writer: committer, Configs: store, Sender: sender, Policy: policy, Node: node,
 		Logger: logger, Metrics: m, PerDestination: o.perDestination, PollInterval: o.pollInterval,
+		Heartbeat: o.nodeHeartbeat, NodeTimeout: o.nodeTimeout,
 	})
 
 	machine := recording.New(recording.Options{Committer: committer, Domains: store, Logger: logger, Metrics: m})
