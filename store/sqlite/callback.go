@@ -78,11 +78,15 @@ func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) e
 	if err != nil {
 		return err
 	}
-	_, err = db.write.ExecContext(ctx, `INSERT INTO callbacks (`+callbackColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL,
-		storerow.JoinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
-		c.DisabledReason, micros(c.CreateTime), micros(c.UpdateTime))
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		db.configChanged()
+		_, err := tx.ExecContext(ctx, `INSERT INTO callbacks (`+callbackColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.ID, c.ProjectID, c.PublishDomain, c.App, c.NotifyCallbackURL,
+			storerow.JoinSubscription(c.NotifyEventSubscription), c.SignType, c.OnDemandCallbackURL, sealed,
+			c.DisabledReason, micros(c.CreateTime), micros(c.UpdateTime))
+		return err
+	})
 	if isUniqueViolation(err) {
 		return errConflict()
 	} else if err != nil {
@@ -170,6 +174,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 	validate func(*livehooks.CallbackConfig) error) (*livehooks.CallbackConfig, error) {
 	var out *livehooks.CallbackConfig
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		db.configChanged()
 		old, err := db.findCallback(ctx, tx, projectID, id)
 		if err != nil {
 			return err
@@ -210,6 +215,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 // attempts) and its lanes. Final deliveries stay in the log until Purge.
 func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		db.configChanged()
 		res, err := tx.ExecContext(ctx, `DELETE FROM callbacks WHERE id = ? AND project_id = ?`, id, projectID)
 		if err != nil {
 			return fmt.Errorf("sqlite: delete callback: %w", err)
@@ -246,9 +252,15 @@ func (db *DB) MatchCallback(ctx context.Context, projectID, domain, app string) 
 func (db *DB) DisableCallback(ctx context.Context, projectID, id, reason string) error {
 	now := db.clock.Now()
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		db.configChanged()
 		return disable(ctx, tx, projectID, id, reason, now)
 	})
 }
+
+// configChanged empties the write path's config matches (cache.go). Config
+// writers call it inside their transaction: the write connection is theirs,
+// so no group commit can run between the change and the bump.
+func (db *DB) configChanged() { db.configGen.Add(1) }
 
 func disable(ctx context.Context, tx *sql.Tx, projectID, id, reason string, now time.Time) error {
 	if reason == "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	msqlite "modernc.org/sqlite"
@@ -58,6 +59,16 @@ type DB struct {
 	// them with Tx.StmtContext, which reuses the connection's prepared
 	// statement instead of preparing again.
 	stmts [numStmts]*sql.Stmt
+	multi multiStmts // multi-row statements of the write path (batch.go)
+
+	// The last event pk and delivery id drawn. Only a write transaction
+	// touches them, and the single write connection runs one at a time.
+	nextPK, nextID int64
+	// configGen counts config changes; configCache and streamCache spare
+	// the write path its reads (cache.go).
+	configGen   atomic.Uint64
+	configCache configCache
+	streamCache streamCache
 }
 
 var _ livehooks.Store = (*DB)(nil)
@@ -148,6 +159,19 @@ func (db *DB) init(ctx context.Context, path string) error {
 	if err := migrate(ctx, db.write, db.clock.Now()); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	// Ids continue from the largest ever used (AUTOINCREMENT keeps the
+	// deliveries' in sqlite_sequence, even after their rows are purged).
+	if err := db.write.QueryRowContext(ctx, `SELECT COALESCE(MAX(pk), 0) FROM events`).Scan(&db.nextPK); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := db.write.QueryRowContext(ctx, `SELECT MAX(
+		(SELECT COALESCE(MAX(id), 0) FROM deliveries),
+		(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'deliveries'))`).Scan(&db.nextID); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := db.multi.prepare(ctx, db.write); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	for i, q := range stmtSQL {
 		s, err := db.write.PrepareContext(ctx, q)
 		if err != nil {
@@ -177,6 +201,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes the store. Transactions still running fail.
 func (db *DB) Close() error {
 	var errs []error
+	errs = append(errs, db.multi.close())
 	for _, s := range db.stmts {
 		if s != nil {
 			errs = append(errs, s.Close())

@@ -18,35 +18,69 @@ const MaxResponse = 1024
 // tx: the single write connection is busy until fn returns, so a call to
 // another writing method of db from inside fn would wait for itself.
 //
+// The hot writes of fn (events, deliveries, stream states, results) are held
+// and written together when fn returns (see batch.go); what tx's methods
+// returned is complete when Write returns.
+//
 // A method of tx that fails with a domain error (EINVALID, ENOTFOUND) has
 // written nothing, so a group committer may drop that caller's operation and
 // go on with the others in the same transaction; after any other error fn
 // must return it (the transaction is rolled back).
 func (db *DB) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		return fn(&outboxTx{db: db, tx: tx, ctx: ctx})
+	var t *outboxTx
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		// The write connection is ours until the transaction ends: the id
+		// counters and the caches are too.
+		t = &outboxTx{db: db, tx: tx, ctx: ctx, pk: db.nextPK, id: db.nextID, goneConfigs: map[string]string{}}
+		if err := fn(t); err != nil {
+			return err
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		return t.finish()
 	})
+	if t == nil {
+		return err
+	}
+	if err != nil {
+		// Nothing of the transaction stays: neither its ids nor what the
+		// caches learnt from it.
+		db.nextPK, db.nextID = t.pk, t.id
+		db.streamCache.clear()
+		db.configGen.Add(1)
+		return err
+	}
+	for _, k := range t.streamOrder {
+		db.streamCache.put(k, t.streams[k])
+	}
+	return nil
 }
 
-// outboxTx is the OutboxTx of one write transaction. It binds the prepared
-// statements to the transaction on first use and caches the configs that
-// events matched, so a batch of events of one stream costs a handful of
-// index lookups per event.
+// outboxTx is the OutboxTx of one write transaction: it holds the hot writes
+// until flush (batch.go) and binds prepared statements to the transaction on
+// first use.
 type outboxTx struct {
-	db      *DB
-	tx      *sql.Tx
-	ctx     context.Context
-	stmts   [numStmts]*sql.Stmt
-	configs map[matchKey]match
-}
+	db    *DB
+	tx    *sql.Tx
+	ctx   context.Context
+	stmts [numStmts]*sql.Stmt
 
-type matchKey struct{ project, domain, app string }
+	pk, id int64 // the id counters when the transaction began
 
-// match is the config an event of a matchKey goes to; id is "" when none.
-type match struct {
-	id       string
-	subs     uint8 // bit i: subscribed to livehooks.EventTypes[i]
-	disabled bool
+	events      []*heldEvent
+	deliveries  []*heldDelivery
+	results     []*heldResult // not flushed yet
+	allResults  []*heldResult
+	streams     map[livehooks.StreamKey]*livehooks.StreamState
+	streamOrder []livehooks.StreamKey
+	streamAt    map[livehooks.StreamKey]int // a stream's last index in streamOrder
+	// streamsWritten counts the streamOrder entries flushed; a stream put
+	// again after a flush is appended again.
+	streamsWritten int
+	touched        map[string]laneRow
+	calls          int // Enqueue and Requeue calls so far
+	goneConfigs    map[string]string // config id → project, disabled by a 410 in this transaction
 }
 
 func (t *outboxTx) stmt(i int) *sql.Stmt {
@@ -65,9 +99,13 @@ func eventBit(et livehooks.EventType) uint8 {
 	return 0
 }
 
+// match returns the config an event of (project, domain, app) goes to. The
+// answers are cached in the DB until a config changes (configGen): every
+// config write goes through this process's single write connection, which
+// bumps the generation inside its transaction.
 func (t *outboxTx) match(ctx context.Context, project, domain, app string) (match, error) {
 	k := matchKey{project, domain, app}
-	if m, ok := t.configs[k]; ok {
+	if m, ok := t.db.configCache.get(k, t.db.configGen.Load()); ok {
 		return m, nil
 	}
 	var (
@@ -85,27 +123,24 @@ func (t *outboxTx) match(ctx context.Context, project, domain, app string) (matc
 		}
 		m.disabled = reason != ""
 	}
-	if t.configs == nil {
-		t.configs = make(map[matchKey]match)
-	}
-	t.configs[k] = m
+	t.db.configCache.put(k, m, t.db.configGen.Load())
 	return m, nil
 }
 
-// Enqueue stores the events and a pending delivery for each event that a
+// Enqueue holds the events and a pending delivery for each event that a
 // config matches (exact app, else `*`), is enabled and subscribed to. An event
-// whose ID is already stored is skipped: ingest is idempotent per event ID.
+// whose ID is already stored is skipped when the transaction is flushed:
+// ingest is idempotent per event ID.
 func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, events []*livehooks.Event) ([]*livehooks.Delivery, error) {
-	var (
-		out   []*livehooks.Delivery
-		depth = map[string]int{}
-	)
-	nowUS := micros(now)
 	for _, e := range events {
 		if e == nil {
 			return nil, livehooks.Errorf(livehooks.EINVALID, "nil event")
 		}
 	}
+	var out []*livehooks.Delivery
+	nowUS := micros(now)
+	at := fromMicros(nowUS)
+	t.calls++
 	for _, e := range events {
 		if e.ID == "" {
 			e.ID = storerow.NewEventID()
@@ -113,16 +148,8 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		if e.OccurredAt.IsZero() {
 			e.OccurredAt = now
 		}
-		var pk int64
-		err := t.stmt(stmtInsertEvent).QueryRowContext(ctx, e.ID, e.ProjectID, string(e.Type), e.PublishDomain, e.App,
-			e.Stream, e.TaskID, e.JobID, e.RecordFormat, e.DownloadURL, e.AssetID, e.FileSize, e.RecordDuration,
-			optMicros(e.StartTime), optMicros(e.EndTime), e.Width, e.Height, e.ErrorMessage, e.PlayURL,
-			micros(e.OccurredAt), nowUS).Scan(&pk)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // already stored
-		} else if err != nil {
-			return nil, fmt.Errorf("sqlite: enqueue: insert event: %w", err)
-		}
+		he := &heldEvent{e: e, nowUS: nowUS}
+		t.events = append(t.events, he)
 		m, err := t.match(ctx, e.ProjectID, e.PublishDomain, e.App)
 		if err != nil {
 			return nil, err
@@ -130,58 +157,20 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		if m.id == "" || m.disabled || m.subs&eventBit(e.Type) == 0 {
 			continue
 		}
-		d, err := t.insertDelivery(ctx, node, now, livehooks.WebhookID(e.ID, m.id), e.ProjectID, m.id, pk, e, depth)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: enqueue: %w", err)
-		}
-		if d != nil {
-			out = append(out, d)
-		}
+		d := newDelivery(livehooks.WebhookID(e.ID, m.id), m.id, e, at)
+		t.deliveries = append(t.deliveries, &heldDelivery{d: d, event: he, node: node, nowUS: nowUS, call: t.calls})
+		out = append(out, d)
 	}
-	setLanePending(out, depth)
 	return out, nil
 }
 
-// setLanePending reports on each delivery its lane's depth after the call.
-func setLanePending(ds []*livehooks.Delivery, depth map[string]int) {
-	for _, d := range ds {
-		d.LanePending = depth[d.Lane]
-	}
-}
-
-// insertDelivery adds a pending delivery at the tail of its lane, creating the
-// lane (owned by node) first, and records the lane's depth in depth. It
-// returns the delivery when node owns the lane and the lane is not waiting
-// for a retry, nil otherwise.
-func (t *outboxTx) insertDelivery(ctx context.Context, node string, now time.Time, webhookID, project, configID string,
-	eventPK int64, e *livehooks.Event, depth map[string]int) (*livehooks.Delivery, error) {
-	nowUS := micros(now)
-	lane := livehooks.LaneKey(configID, e.Stream)
-	var (
-		owner   sql.NullString
-		nextAt  int64
-		pending int
-	)
-	if err := t.stmt(stmtUpsertLane).QueryRowContext(ctx, lane, configID, nowUS, node, micros(now.Add(t.db.lease))).
-		Scan(&owner, &nextAt, &pending); err != nil {
-		return nil, fmt.Errorf("upsert lane: %w", err)
-	}
-	depth[lane] = pending
-	var id int64
-	if err := t.stmt(stmtInsertDelivery).QueryRowContext(ctx, webhookID, project, configID, lane, eventPK,
-		string(e.Type), e.Stream, nowUS).Scan(&id); err != nil {
-		return nil, fmt.Errorf("insert delivery: %w", err)
-	}
-	if !owner.Valid || owner.String != node || nextAt > nowUS {
-		return nil, nil
-	}
-	at := fromMicros(nowUS)
+// newDelivery is a pending delivery of e to a config, created at.
+func newDelivery(webhookID, configID string, e *livehooks.Event, at time.Time) *livehooks.Delivery {
 	return &livehooks.Delivery{
-		ID:          id,
 		WebhookID:   webhookID,
-		ProjectID:   project,
+		ProjectID:   e.ProjectID,
 		ConfigID:    configID,
-		Lane:        lane,
+		Lane:        livehooks.LaneKey(configID, e.Stream),
 		EventID:     e.ID,
 		EventType:   e.Type,
 		Stream:      e.Stream,
@@ -189,9 +178,8 @@ func (t *outboxTx) insertDelivery(ctx context.Context, node string, now time.Tim
 		NextAttempt: at,
 		CreatedAt:   at,
 		UpdatedAt:   at,
-		Due:         true,
 		Event:       e,
-	}, nil
+	}
 }
 
 // Requeue adds a new pending delivery for each of ds at the tail of its lane.
@@ -201,7 +189,21 @@ func (t *outboxTx) insertDelivery(ctx context.Context, node string, now time.Tim
 // project and be enabled. Requeue does not check the subscription: the caller
 // chose these events. Every d is checked before anything is written, so a
 // domain error (ENOTFOUND, EINVALID) leaves the transaction untouched.
+//
+// Requeue is rare (manual retry, replay): it writes what the transaction
+// holds first, so that it finds events enqueued earlier in it.
 func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds []*livehooks.Delivery) ([]*livehooks.Delivery, error) {
+	for _, d := range ds {
+		if d == nil {
+			return nil, livehooks.Errorf(livehooks.EINVALID, "nil delivery")
+		}
+	}
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	if err := t.flush(); err != nil {
+		return nil, err
+	}
 	type item struct {
 		pk        int64
 		event     *livehooks.Event
@@ -211,9 +213,6 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 	items := make([]item, 0, len(ds))
 	configs := map[string]error{} // config id → why it takes no delivery, nil when it does
 	for _, d := range ds {
-		if d == nil {
-			return nil, livehooks.Errorf(livehooks.EINVALID, "nil delivery")
-		}
 		eventID := d.EventID
 		if eventID == "" && d.Event != nil {
 			eventID = d.Event.ID
@@ -248,20 +247,14 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		}
 		items = append(items, item{pk, e, d.ConfigID, webhookID})
 	}
-	var (
-		out   []*livehooks.Delivery
-		depth = map[string]int{}
-	)
+	out := make([]*livehooks.Delivery, 0, len(items))
+	nowUS := micros(now)
+	t.calls++
 	for _, it := range items {
-		nd, err := t.insertDelivery(ctx, node, now, it.webhookID, it.event.ProjectID, it.configID, it.pk, it.event, depth)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: requeue: %w", err)
-		}
-		if nd != nil {
-			out = append(out, nd)
-		}
+		d := newDelivery(it.webhookID, it.configID, it.event, fromMicros(nowUS))
+		t.deliveries = append(t.deliveries, &heldDelivery{d: d, eventPK: it.pk, node: node, nowUS: nowUS, call: t.calls})
+		out = append(out, d)
 	}
-	setLanePending(out, depth)
 	return out, nil
 }
 
@@ -273,12 +266,13 @@ var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
 	livehooks.OutcomeGone:      livehooks.DeliveryFailed,
 }
 
-// Record stores the attempts and the deliveries' new status. A retry keeps the
-// delivery pending until NextAttempt and releases its lane until then; a final
-// outcome takes the delivery off its lane, deleting the lane with its last
-// delivery; OutcomeGone also disables the config. Results for deliveries that
-// are no longer pending change nothing. It returns one state per result, in
-// order: the state of the result's lane once all results are recorded.
+// Record holds the attempts and the deliveries' new status until the flush.
+// A retry keeps the delivery pending until NextAttempt and releases its lane
+// until then; a final outcome takes the delivery off its lane, deleting the
+// lane with its last delivery; OutcomeGone also disables the config. Results
+// for deliveries that are no longer pending change nothing. It returns one
+// state per result, in order, filled in when Write returns: the state of the
+// result's lane at the end of the transaction.
 func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, results []livehooks.Result) ([]livehooks.LaneState, error) {
 	for _, r := range results {
 		if r.Delivery == nil {
@@ -290,94 +284,15 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 	}
 	states := make([]livehooks.LaneState, len(results))
 	nowUS := micros(now)
-	var deleted map[string]bool // lanes this call deleted: nothing brings them back in it
 	for i, r := range results {
-		status := outcomeStatus[r.Outcome]
 		states[i].Lane = r.Delivery.Lane
 		if states[i].Lane == "" {
 			states[i].Lane = livehooks.LaneKey(r.Delivery.ConfigID, r.Delivery.Stream)
 		}
-		next := r.NextAttempt
-		if next.IsZero() {
-			next = now
-		}
-		lastError := r.Attempt.Error
-		if r.Reason != "" {
-			if lastError != "" {
-				lastError += "; "
-			}
-			lastError += r.Reason
-		}
-		var (
-			n                       int
-			lane, project, configID string
-		)
-		err := t.stmt(stmtFinishDelivery).QueryRowContext(ctx, r.Delivery.ID, string(status), micros(next), nowUS,
-			r.Attempt.StatusCode, lastError).Scan(&n, &lane, &project, &configID)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // final or deleted already
-		} else if err != nil {
-			return nil, fmt.Errorf("sqlite: record: %w", err)
-		}
-		states[i].Lane = lane
-		at := r.Attempt.At
-		if at.IsZero() {
-			at = now
-		}
-		if _, err := t.stmt(stmtInsertAttempt).ExecContext(ctx, r.Delivery.ID, n, micros(at), r.Attempt.StatusCode,
-			r.Attempt.Latency.Microseconds(), storerow.TruncateUTF8(r.Attempt.Response, MaxResponse), r.Attempt.Error); err != nil {
-			return nil, fmt.Errorf("sqlite: record attempt: %w", err)
-		}
-		if status == livehooks.DeliveryPending {
-			if _, err := t.stmt(stmtLaneRetry).ExecContext(ctx, lane, micros(next)); err != nil {
-				return nil, fmt.Errorf("sqlite: record: release lane: %w", err)
-			}
-			continue
-		}
-		// One statement in the common case (the lane's last delivery); a
-		// lane still holding others counts down instead.
-		var one int
-		err = t.stmt(stmtDeleteLastLane).QueryRowContext(ctx, lane).Scan(&one)
-		if err == nil {
-			if deleted == nil {
-				deleted = map[string]bool{}
-			}
-			deleted[lane] = true
-		} else if !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("sqlite: record: delete lane: %w", err)
-		} else {
-			var pending int
-			err = t.stmt(stmtLaneDone).QueryRowContext(ctx, lane).Scan(&pending)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("sqlite: record: %w", err)
-			}
-		}
-		if r.Outcome == livehooks.OutcomeGone {
-			if err := t.disable(ctx, project, configID, r.Reason, now); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// A lane is Open when it still has pending deliveries and node owns it;
-	// later results (a retry, a 410) can change what an earlier one left. A
-	// lane this call deleted is closed without asking.
-	open := make(map[string]bool, len(states))
-	for i := range states {
-		lane := states[i].Lane
-		o, ok := open[lane]
-		if !ok && !deleted[lane] {
-			var (
-				owner   sql.NullString
-				pending int
-			)
-			err := t.stmt(stmtLaneState).QueryRowContext(ctx, lane).Scan(&owner, &pending)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("sqlite: record: %w", err)
-			}
-			o = err == nil && pending > 0 && owner.Valid && owner.String == node
-			open[lane] = o
-		}
-		states[i].Open = o
+		t.touch(states[i].Lane)
+		h := &heldResult{r: r, node: node, nowUS: nowUS, state: &states[i], status: outcomeStatus[r.Outcome]}
+		t.results = append(t.results, h)
+		t.allResults = append(t.allResults, h)
 	}
 	return states, nil
 }
@@ -391,18 +306,18 @@ func (t *outboxTx) disable(ctx context.Context, project, configID, reason string
 	if err := disable(ctx, t.tx, project, configID, reason, now); err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
 		return err
 	}
-	for k, m := range t.configs {
-		if m.id == configID {
-			m.disabled = true
-			t.configs[k] = m
-		}
-	}
+	t.db.configChanged()
 	return nil
 }
 
 // Defer frees a lane node holds and makes it due at t, without an attempt.
 // A lane node does not hold (any more) is left alone.
 func (t *outboxTx) Defer(ctx context.Context, node, lane string, at time.Time) (livehooks.LaneState, error) {
+	// Rare (a destination's breaker opened): in order with what the
+	// transaction holds.
+	if err := t.flush(); err != nil {
+		return livehooks.LaneState{}, err
+	}
 	if _, err := t.stmt(stmtDeferLane).ExecContext(ctx, lane, node, micros(at)); err != nil {
 		return livehooks.LaneState{}, fmt.Errorf("sqlite: defer lane: %w", err)
 	}

@@ -14,17 +14,28 @@ import (
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
 	file_started_at, published_at, over_at, next_file_at, updated_at`
 
-// Every generic ingest reads and writes its streams' state inside the group
-// commit: both statements are prepared once (stmtStream, stmtPutStream).
+// A stream's state is read once (stmtStream) and then served from memory
+// (streamCache); puts are written in batches (batch.go).
 const (
 	streamSQL = `SELECT ` + streamColumns + ` FROM streams
 		WHERE project_id = ? AND publish_domain = ? AND app = ? AND stream = ?`
-	putStreamSQL = `INSERT OR REPLACE INTO streams (` + streamColumns + `, next_timer)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-// Stream returns a stream's recording state, nil when it has none.
+// Stream returns a stream's recording state, nil when it has none: what this
+// transaction put, else the committed state (from the cache when this
+// process read or wrote it before). The caller gets its own copy.
 func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*livehooks.StreamState, error) {
+	if s, ok := t.streams[key]; ok {
+		cp := *s
+		return &cp, nil
+	}
+	if s, ok := t.db.streamCache.get(key); ok {
+		if s == nil {
+			return nil, nil
+		}
+		cp := *s
+		return &cp, nil
+	}
 	row := t.stmt(stmtStream).QueryRowContext(ctx, key.ProjectID, key.PublishDomain, key.App, key.Stream)
 	var (
 		s                                  livehooks.StreamState
@@ -34,25 +45,47 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
 		&started, &published, &over, &nextFile, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
+		t.db.streamCache.put(key, nil)
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("sqlite: load stream: %w", err)
 	}
 	s.FileStartedAt, s.PublishedAt = fromOptMicros(started), fromOptMicros(published)
 	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOptMicros(over), fromOptMicros(nextFile), fromMicros(updated)
-	return &s, nil
+	// Nothing of this transaction is in the row (its puts are in
+	// t.streams): it is the committed state.
+	t.db.streamCache.put(key, &s)
+	cp := s
+	return &cp, nil
 }
 
-// PutStream stores a stream's recording state.
+// PutStream holds a stream's recording state until the flush; the last put
+// of a stream in a transaction is the one written.
 func (t *outboxTx) PutStream(ctx context.Context, s *livehooks.StreamState) error {
-	_, err := t.stmt(stmtPutStream).ExecContext(ctx,
-		s.ProjectID, s.PublishDomain, s.App, s.Stream, s.State, s.TaskID, s.JobID, s.FileSeq,
-		optMicros(s.FileStartedAt), optMicros(s.PublishedAt), optMicros(s.OverAt), optMicros(s.NextFileAt),
-		micros(s.UpdatedAt), optMicros(s.NextTimer()))
-	if err != nil {
-		return fmt.Errorf("sqlite: store stream: %w", err)
+	cp := *s
+	cp.FileStartedAt, cp.PublishedAt = storedTime(cp.FileStartedAt), storedTime(cp.PublishedAt)
+	cp.OverAt, cp.NextFileAt, cp.UpdatedAt = storedTime(cp.OverAt), storedTime(cp.NextFileAt), storedTime(cp.UpdatedAt)
+	if t.streams == nil {
+		t.streams = map[livehooks.StreamKey]*livehooks.StreamState{}
 	}
+	if at, ok := t.streamAt[s.StreamKey]; !ok || at < t.streamsWritten {
+		if t.streamAt == nil {
+			t.streamAt = map[livehooks.StreamKey]int{}
+		}
+		t.streamAt[s.StreamKey] = len(t.streamOrder)
+		t.streamOrder = append(t.streamOrder, s.StreamKey)
+	}
+	t.streams[s.StreamKey] = &cp
 	return nil
+}
+
+// storedTime is t as a read from the store returns it (UTC microseconds;
+// zero stays zero).
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return fromMicros(micros(t))
 }
 
 // DueStreams returns streams whose next timer is due, earliest first.
