@@ -79,7 +79,7 @@ type outboxTx struct {
 	// again after a flush is appended again.
 	streamsWritten int
 	touched        map[string]laneRow
-	calls          int // Enqueue and Requeue calls so far
+	calls          int               // Enqueue and Requeue calls so far
 	goneConfigs    map[string]string // config id → project, disabled by a 410 in this transaction
 }
 
