@@ -55,6 +55,7 @@ type DB struct {
 
 	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
 	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)
+	write      writeConn    // Write's own connection
 
 	// What Write reads from memory instead of the database; see cache.go.
 	configs storerow.Cache[matchKey, match]
@@ -126,9 +127,10 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the pool, waiting for connections in use to be released.
-// Listen stops with its own context.
+// Close closes Write's connection and the pool, waiting for connections in
+// use to be released. Listen stops with its own context.
 func (db *DB) Close() error {
+	db.closeWriteConn()
 	db.pool.Close()
 	return nil
 }

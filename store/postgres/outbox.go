@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/store/storerow"
@@ -72,7 +71,7 @@ type writeRun struct {
 type outboxTx struct {
 	db  *DB
 	run *writeRun
-	c   *pgxpool.Conn // acquired at the first round trip
+	c   *conn // acquired at the first round trip
 
 	// calls counts the calls of Enqueue, Requeue and Record: a delivery's
 	// LanePending counts what the calls after its own changed in its lane.
@@ -134,11 +133,11 @@ type deferred struct {
 // the round trip as Write's.
 func (t *outboxTx) roundTrip(ctx context.Context, sqls ...string) (*pgx.Conn, error) {
 	if t.c == nil {
-		c, err := t.db.pool.Acquire(context.WithValue(ctx, writeAcquire{}, true))
+		c, err := t.db.acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
-		t.c = c
+		t.c = &c
 	}
 	conn := t.c.Conn()
 	if err := t.db.prepare(ctx, conn, sqls...); err != nil {
@@ -161,7 +160,7 @@ func (t *outboxTx) release(ctx context.Context) {
 		_ = pc.Exec(rctx, "ROLLBACK").Close()
 		cancel()
 	}
-	t.c.Release()
+	t.c.release()
 	t.c = nil
 }
 

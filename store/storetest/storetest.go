@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) livehooks.Store) {
 		{"Lanes", laneTests},
 		{"Log", logTests},
 		{"Recording", recordingTests},
+		{"Batch", batchTests},
 	}
 	for _, suite := range suites {
 		t.Run(suite.name, func(t *testing.T) {
