@@ -74,6 +74,21 @@ type Committer struct {
 	ops     chan *op
 	stopped chan struct{}
 	once    sync.Once
+	// syncs carries committed transactions to syncLoop when the store
+	// leaves the fsync to the committer; nil otherwise.
+	syncs chan committed
+	// unsynced holds a token per transaction written and not yet synced.
+	unsynced chan struct{}
+}
+
+// DeferredSyncer is implemented by stores that can commit a transaction
+// without waiting for the disk (SQLite with livehooks' own WAL fsync): the
+// committer then acknowledges a batch after Sync, while the next batch is
+// already being written, so the fsync no longer bounds the rate of commits.
+type DeferredSyncer interface {
+	WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error
+	// Sync makes every transaction committed so far durable.
+	Sync() error
 }
 
 // New returns a Committer writing to outbox.
@@ -159,6 +174,16 @@ func (c *Committer) Apply(ctx context.Context, fn ApplyFunc) error {
 // Run commits batches until ctx is done and the queue is drained; writes
 // submitted after that fail with ErrClosed.
 func (c *Committer) Run(ctx context.Context) {
+	if ds, ok := c.outbox.(DeferredSyncer); ok {
+		c.syncs = make(chan committed, maxUnsynced)
+		c.unsynced = make(chan struct{}, maxUnsynced)
+		synced := make(chan struct{})
+		go c.syncLoop(ds, synced)
+		defer func() {
+			close(c.syncs)
+			<-synced
+		}()
+	}
 	batch := make([]*op, 0, c.opts.MaxBatch)
 	for {
 		var first *op
@@ -231,7 +256,12 @@ func (c *Committer) commit(batch []*op) {
 	defer cancel()
 	failed := make([]error, len(batch))
 	trips := c.roundTrips()
-	err := c.outbox.Write(ctx, func(tx livehooks.OutboxTx) error {
+	write := c.outbox.Write
+	if ds, ok := c.outbox.(DeferredSyncer); ok {
+		write = ds.WriteDeferSync
+		c.unsynced <- struct{}{}
+	}
+	err := write(ctx, func(tx livehooks.OutboxTx) error {
 		// A store may run fn again after a conflict (PostgreSQL): only the
 		// last run's outcome counts.
 		clear(failed)
@@ -274,16 +304,83 @@ func (c *Committer) commit(batch []*op) {
 		for _, o := range batch {
 			o.done <- opResult{err: err}
 		}
+		if c.unsynced != nil {
+			<-c.unsynced // nothing of it to sync
+		}
 		return
 	}
-	c.opts.Metrics.Commit(len(batch), c.roundTrips()-trips)
+	done := committed{ops: batch, effects: effects, failed: failed, trips: c.roundTrips() - trips}
+	if c.syncs == nil {
+		c.finish(done, nil)
+		return
+	}
+	// The next batch runs while the disk syncs this one.
+	done.ops = append([]*op(nil), batch...)
+	c.syncs <- done
+}
+
+// maxUnsynced is how many committed transactions may wait for their fsync:
+// one syncing and one committed behind it. A third would start as soon as
+// the second committed, with only the few writers that arrived meanwhile;
+// waiting for the fsync lets the batch grow instead.
+const maxUnsynced = 2
+
+// committed is a transaction that committed, waiting to be acknowledged.
+type committed struct {
+	ops     []*op
+	effects []Effect
+	failed  []error
+	trips   int
+}
+
+// finish acknowledges a committed transaction: its effects go to OnCommit,
+// its callers get their answers. syncErr says the disk did not confirm it.
+func (c *Committer) finish(t committed, syncErr error) {
+	c.opts.Metrics.Commit(len(t.ops), t.trips)
 	// The store completes deliveries when the transaction is flushed: only
 	// now is it known which of them this node dispatches.
-	for i := range effects {
-		effects[i].Enqueued = dueOnly(effects[i].Enqueued)
+	for i := range t.effects {
+		t.effects[i].Enqueued = dueOnly(t.effects[i].Enqueued)
 	}
-	c.opts.OnCommit(effects)
-	for i, o := range batch {
-		o.done <- opResult{effect: effects[i], err: failed[i]}
+	// Committed and visible to every reader, even when its fsync failed:
+	// the dispatcher may send it (at least once); its writers are not told
+	// it is durable.
+	c.opts.OnCommit(t.effects)
+	for i, o := range t.ops {
+		err := t.failed[i]
+		if syncErr != nil && err == nil {
+			err = livehooks.Errorf(livehooks.EUNAVAILABLE, "the store could not make the write durable")
+		}
+		o.done <- opResult{effect: t.effects[i], err: err}
+	}
+}
+
+// syncLoop makes committed transactions durable in commit order, one fsync
+// for all that committed since the last one, and acknowledges them.
+func (c *Committer) syncLoop(store DeferredSyncer, done chan<- struct{}) {
+	defer close(done)
+	var pending []committed
+	for t := range c.syncs {
+		pending = append(pending[:0], t)
+	more:
+		for {
+			select {
+			case t, ok := <-c.syncs:
+				if !ok {
+					break more
+				}
+				pending = append(pending, t)
+			default:
+				break more
+			}
+		}
+		err := store.Sync()
+		if err != nil {
+			c.opts.Logger.Error("store sync failed", "transactions", len(pending), "error", err)
+		}
+		for _, t := range pending {
+			c.finish(t, err)
+			<-c.unsynced
+		}
 	}
 }

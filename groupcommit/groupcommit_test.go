@@ -17,19 +17,35 @@ import (
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
-// countingStore counts transactions and can be made to fail them.
+// countingStore counts transactions and can be made to fail them, or
+// their fsync.
 type countingStore struct {
 	*sqlite.DB
-	writes atomic.Int64
-	fail   atomic.Bool
+	writes   atomic.Int64
+	fail     atomic.Bool
+	failSync atomic.Bool
 }
 
 func (s *countingStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
+	if err := s.WriteDeferSync(ctx, fn); err != nil {
+		return err
+	}
+	return s.Sync()
+}
+
+func (s *countingStore) WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
 	s.writes.Add(1)
 	if s.fail.Load() {
 		return errors.New("disk I/O error")
 	}
-	return s.DB.Write(ctx, fn)
+	return s.DB.WriteDeferSync(ctx, fn)
+}
+
+func (s *countingStore) Sync() error {
+	if s.failSync.Load() {
+		return errors.New("fsync: input/output error")
+	}
+	return s.DB.Sync()
 }
 
 func hexID() string {
@@ -174,6 +190,21 @@ func TestFailingOperationFailsAlone(t *testing.T) {
 	}
 	if goodErr != nil {
 		t.Fatalf("an enqueue in the same batch failed: %v", goodErr)
+	}
+}
+
+// TestSyncFailureIsUnavailable: a transaction that committed but whose fsync
+// failed is not acknowledged as durable.
+func TestSyncFailureIsUnavailable(t *testing.T) {
+	store, gc, _ := setup(t, nil)
+	store.failSync.Store(true)
+	_, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")})
+	if livehooks.ErrorCode(err) != livehooks.EUNAVAILABLE {
+		t.Fatalf("error %v", err)
+	}
+	store.failSync.Store(false)
+	if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")}); err != nil {
+		t.Fatalf("after recovery: %v", err)
 	}
 }
 

@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,18 +51,26 @@ type Options struct {
 // rather than spin on SQLITE_BUSY); reads use a separate pool that, in WAL
 // mode, never blocks the writer nor is blocked by it.
 type DB struct {
-	write  *sql.DB
-	read   *sql.DB
-	cipher livehooks.Cipher
-	clock  livehooks.Clock
-	lease  time.Duration
-	sync   string
+	write *sql.DB
+	read  *sql.DB
+	// ckpt is the connection of checkpointLoop; stopCkpt ends the loop.
+	ckpt     *sql.DB
+	stopCkpt func()
+	cipher   livehooks.Cipher
+	clock    livehooks.Clock
+	lease    time.Duration
 
 	// stmts are prepared once on the write connection; a transaction binds
 	// them with Tx.StmtContext, which reuses the connection's prepared
 	// statement instead of preparing again.
 	stmts [numStmts]*sql.Stmt
 	multi multiStmts // multi-row statements of the write path (batch.go)
+
+	// walPath is set when livehooks syncs the WAL itself (FULL); wal is
+	// its open file, walMu serializes Sync.
+	walPath string
+	walMu   sync.Mutex
+	wal     *os.File
 
 	// The last event pk and delivery id drawn. Only a write transaction
 	// touches them, and the single write connection runs one at a time.
@@ -83,15 +94,15 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Cipher == nil {
 		return nil, errors.New("sqlite: open: Options.Cipher is required (keys are never stored in plaintext)")
 	}
-	sync := strings.ToUpper(opts.Synchronous)
-	switch sync {
+	syncMode := strings.ToUpper(opts.Synchronous)
+	switch syncMode {
 	case "":
-		sync = "FULL"
+		syncMode = "FULL"
 	case "FULL", "NORMAL", "EXTRA":
 	default:
 		return nil, fmt.Errorf("sqlite: open: synchronous must be FULL, NORMAL or EXTRA, got %q", opts.Synchronous)
 	}
-	db := &DB{cipher: opts.Cipher, clock: opts.Clock, lease: opts.Lease, sync: sync}
+	db := &DB{cipher: opts.Cipher, clock: opts.Clock, lease: opts.Lease}
 	if db.clock == nil {
 		db.clock = livehooks.SystemClock{}
 	}
@@ -107,6 +118,16 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		readConns = max(4, runtime.GOMAXPROCS(0))
 	}
 
+	// FULL is kept by livehooks itself: SQLite commits as with NORMAL (WAL
+	// frames written, not synced) and Sync fsyncs the WAL before anything
+	// is acknowledged. The transaction is durable when it is acknowledged,
+	// as with SQLite's FULL, but the fsync no longer holds the write lock:
+	// the next group commit runs while the disk syncs the previous one.
+	pragmaSync := syncMode
+	if syncMode == "FULL" {
+		pragmaSync, db.walPath = "NORMAL", opts.Path+"-wal"
+	}
+
 	// temp_store=MEMORY keeps statement journals (every upsert and
 	// RETURNING statement in a transaction has one) off the disk;
 	// journal_size_limit truncates the WAL after a checkpoint that emptied it
@@ -114,14 +135,18 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	base := "file:" + escapePath(opts.Path) + "?" +
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busy.Milliseconds()) +
 		"&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(" + sync + ")" +
+		"&_pragma=synchronous(" + pragmaSync + ")" +
 		"&_pragma=temp_store(MEMORY)" +
 		"&_pragma=journal_size_limit(67108864)"
 
 	var err error
 	// BEGIN IMMEDIATE: a write transaction takes the lock when it starts, so
 	// it never fails half-way with SQLITE_BUSY upgrading a read lock.
-	if db.write, err = sql.Open("sqlite", base+"&_txlock=immediate&_pragma=journal_mode(WAL)"); err != nil {
+	// The writer never checkpoints (wal_autocheckpoint=0): a checkpoint
+	// copies pages into the database file and syncs it, and in a commit it
+	// would hold the write lock meanwhile. checkpointLoop does it beside
+	// the writer instead.
+	if db.write, err = sql.Open("sqlite", base+"&_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)"); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
 	}
 	db.write.SetMaxOpenConns(1)
@@ -145,7 +170,48 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
 	}
+	if db.ckpt, err = sql.Open("sqlite", base); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
+	}
+	db.ckpt.SetMaxOpenConns(1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var once sync.Once
+	db.stopCkpt = func() { once.Do(func() { close(stop); <-done }) }
+	go db.checkpointLoop(stop, done)
 	return db, nil
+}
+
+// checkpointInterval is how often checkpointLoop copies the WAL into the
+// database file; walTruncatePages is the WAL size past which it waits for
+// the writer to truncate it (passive checkpoints could not catch up).
+const (
+	checkpointInterval = 200 * time.Millisecond
+	walTruncatePages   = 16384
+)
+
+// checkpointLoop checkpoints the WAL on its own connection, without blocking
+// the writer (PASSIVE); SQLite restarts the WAL from its beginning at the
+// next commit after a checkpoint that copied all of it.
+func (db *DB) checkpointLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		var busy, log, copied int
+		if err := db.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied); err != nil {
+			continue // closing, or busy: the next round tries again
+		}
+		if log > walTruncatePages && copied < log {
+			_, _ = db.ckpt.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+		}
+	}
 }
 
 func (db *DB) init(ctx context.Context, path string) error {
@@ -200,7 +266,13 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the store. Transactions still running fail.
 func (db *DB) Close() error {
+	if db.stopCkpt != nil {
+		db.stopCkpt()
+	}
 	var errs []error
+	if db.ckpt != nil {
+		errs = append(errs, db.ckpt.Close())
+	}
 	errs = append(errs, db.multi.close())
 	for _, s := range db.stmts {
 		if s != nil {
@@ -216,13 +288,25 @@ func (db *DB) Close() error {
 		_, _ = db.write.Exec("PRAGMA optimize")
 		errs = append(errs, db.write.Close())
 	}
+	if db.wal != nil {
+		errs = append(errs, db.wal.Close())
+	}
 	return errors.Join(errs...)
 }
 
 // writeTx runs fn in a write transaction (BEGIN IMMEDIATE on the single write
-// connection). The transaction is rolled back if fn fails or panics, so the
-// write connection is never left inside a transaction.
+// connection) and returns once it is durable. The transaction is rolled back
+// if fn fails or panics, so the write connection is never left inside a
+// transaction.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := db.commitTx(ctx, fn); err != nil {
+		return err
+	}
+	return db.Sync()
+}
+
+// commitTx is writeTx without the wait for the disk (see Sync).
+func (db *DB) commitTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
@@ -235,6 +319,44 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
+}
+
+// Sync makes every transaction committed so far durable: with FULL it
+// fsyncs the WAL, which holds them (an fsync of the file covers what any
+// connection wrote to it); with NORMAL or EXTRA SQLite already did what the
+// mode promises at commit. Concurrent calls share the work of one fsync
+// where they can.
+func (db *DB) Sync() error {
+	if db.walPath == "" {
+		return nil
+	}
+	db.walMu.Lock()
+	defer db.walMu.Unlock()
+	if db.wal == nil {
+		f, err := os.OpenFile(db.walPath, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("sqlite: sync: %w", err)
+		}
+		// The WAL's directory entry must survive a power cut too.
+		if err := syncDir(filepath.Dir(db.walPath)); err != nil {
+			f.Close()
+			return fmt.Errorf("sqlite: sync: %w", err)
+		}
+		db.wal = f
+	}
+	if err := db.wal.Sync(); err != nil {
+		return fmt.Errorf("sqlite: sync: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // micros and fromMicros convert times to and from the stored representation.

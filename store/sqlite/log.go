@@ -227,12 +227,20 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 	}
 	var n int64
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, purgeDeliveriesSQL, micros(before), limit)
+		lastID, err := cutoff(ctx, tx, "deliveries", "id", micros(before))
+		if err != nil {
+			return err
+		}
+		lastPK, err := cutoff(ctx, tx, "events", "pk", micros(before))
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, purgeDeliveriesSQL, lastID, limit)
 		if err != nil {
 			return err
 		}
 		nd, _ := res.RowsAffected()
-		res, err = tx.ExecContext(ctx, purgeEventsSQL, micros(before), limit)
+		res, err = tx.ExecContext(ctx, purgeEventsSQL, lastPK, limit)
 		if err != nil {
 			return err
 		}
@@ -244,4 +252,44 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 		return 0, fmt.Errorf("sqlite: purge: %w", err)
 	}
 	return int(n), nil
+}
+
+// cutoff returns the largest key of table whose row was created before t (0
+// when none), by a binary search on the key: rows get their keys in commit
+// order, so created_at grows with the key. Each probe is one seek.
+func cutoff(ctx context.Context, tx *sql.Tx, table, key string, t int64) (int64, error) {
+	var lo, hi int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MIN(`+key+`), 0), COALESCE(MAX(`+key+`), 0) FROM `+table).Scan(&lo, &hi); err != nil {
+		return 0, err
+	}
+	if hi == 0 {
+		return 0, nil
+	}
+	// Invariant: every row below lo is older than t; no row above hi is.
+	createdAt := func(k int64) (int64, int64, error) {
+		var at, got int64
+		err := tx.QueryRowContext(ctx, `SELECT `+key+`, created_at FROM `+table+` WHERE `+key+` >= ? ORDER BY `+key+` LIMIT 1`, k).Scan(&got, &at)
+		return got, at, err
+	}
+	first, at, err := createdAt(lo)
+	if err != nil {
+		return 0, err
+	}
+	if at >= t {
+		return first - 1, nil
+	}
+	lo = first // created before t
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		k, at, err := createdAt(mid)
+		if err != nil {
+			return 0, err
+		}
+		if at < t {
+			lo = k
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, nil
 }

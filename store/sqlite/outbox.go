@@ -27,8 +27,19 @@ const MaxResponse = 1024
 // go on with the others in the same transaction; after any other error fn
 // must return it (the transaction is rolled back).
 func (db *DB) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
+	if err := db.WriteDeferSync(ctx, fn); err != nil {
+		return err
+	}
+	return db.Sync()
+}
+
+// WriteDeferSync is Write without the wait for the disk: the transaction is
+// committed, visible to readers, and durable once Sync returns. A group
+// committer acknowledges its writers after Sync, while the next transaction
+// already runs (groupcommit.DeferredSyncer).
+func (db *DB) WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
 	var t *outboxTx
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.commitTx(ctx, func(tx *sql.Tx) error {
 		// The write connection is ours until the transaction ends: the id
 		// counters and the caches are too.
 		t = &outboxTx{db: db, tx: tx, ctx: ctx, pk: db.nextPK, id: db.nextID, goneConfigs: map[string]string{}}

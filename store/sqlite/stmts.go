@@ -45,9 +45,12 @@ const (
 		UPDATE lanes SET owner = ?1, lease_until = ?2 WHERE lane IN (SELECT lane FROM due)
 		RETURNING lane, config_id, next_at`
 
-	renewLeasesSQL = `UPDATE lanes SET lease_until = ? WHERE owner = ?`
+	// Every leased lane is in lanes_leased (owner IS NOT NULL).
+	renewLeasesSQL = `UPDATE lanes INDEXED BY lanes_leased SET lease_until = ?1
+		WHERE owner IS NOT NULL AND lease_until >= 0 AND owner = ?2`
 
-	releaseLanesSQL = `UPDATE lanes SET owner = NULL, lease_until = 0 WHERE owner = ?`
+	releaseLanesSQL = `UPDATE lanes INDEXED BY lanes_leased SET owner = NULL, lease_until = 0
+		WHERE owner IS NOT NULL AND lease_until >= 0 AND owner = ?`
 
 	laneDeliveriesSQL = `SELECT ` + deliveryColumns + `, ` + eventColumns + `
 		FROM deliveries d INDEXED BY deliveries_lane JOIN events e ON e.pk = d.event_pk
@@ -75,13 +78,16 @@ const (
 
 	pendingCountSQL = `SELECT COALESCE(SUM(pending), 0) FROM lanes`
 
+	// Final deliveries and unreferenced events up to a key (the retention
+	// cutoff's, see DB.cutoff), oldest first: the scan starts at the oldest
+	// rows, so it passes over only the old ones that stay.
 	purgeDeliveriesSQL = `DELETE FROM deliveries WHERE id IN (
-		SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)`
+		SELECT id FROM deliveries WHERE id <= ? AND status <> 'pending' ORDER BY id LIMIT ?)`
 
 	purgeEventsSQL = `DELETE FROM events WHERE pk IN (
-		SELECT pk FROM events e WHERE e.created_at < ?
+		SELECT pk FROM events e WHERE e.pk <= ?
 		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)
-		ORDER BY e.created_at LIMIT ?)`
+		ORDER BY e.pk LIMIT ?)`
 )
 
 // laneRange returns the bounds of the lane keys of a config: every
