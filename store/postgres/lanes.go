@@ -38,6 +38,13 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	if !validText(node) {
 		return nil, livehooks.Errorf(livehooks.EINVALID, "invalid node id")
 	}
+	return db.claim(ctx, claimLanesSQL, node, ts(now.Add(lease)), ts(now), max)
+}
+
+// claim runs a claim statement whose arguments are the node, the end of the
+// lease, now and max (then any others), and returns the lanes it leased,
+// earliest next_at first.
+func (db *DB) claim(ctx context.Context, sql string, args ...any) ([]livehooks.Lane, error) {
 	type claimed struct {
 		lane   livehooks.Lane
 		nextAt time.Time
@@ -45,7 +52,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	var got []claimed
 	err := db.writeTx(ctx, func(tx pgx.Tx) error {
 		got = got[:0]
-		rows, err := tx.Query(ctx, claimLanesSQL, node, ts(now.Add(lease)), ts(now), max)
+		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"weak"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/livehooks/livehooks"
+)
+
+// Lanes are spread over the nodes that heartbeat (table nodes): each lane's
+// home is the live node with the highest md5(lane + " " + node), rendezvous
+// hashing, so that when a node joins or leaves only the lanes whose home it
+// is or becomes move. homeSQL and laneHome compute the same home, in the
+// database for claims and in Go for the dispatcher's hand-overs and for
+// new lanes; the bytes hashed are UTF-8 whatever the database's encoding.
+
+// homeSQL is the expression of the home of lane among nodes (a text[]).
+func homeSQL(lane, nodes string) string {
+	return `(SELECT n FROM unnest(` + nodes + `::text[]) n
+		ORDER BY md5(convert_to(` + lane + ` || ' ' || n, 'UTF8')) COLLATE "C" DESC, n COLLATE "C" DESC LIMIT 1)`
+}
+
+// laneHome returns the home of lane among nodes ("" when there is none).
+func laneHome(lane string, nodes []string) string {
+	var (
+		best    string
+		bestSum [md5.Size]byte
+	)
+	buf := make([]byte, 0, 128)
+	for _, n := range nodes {
+		buf = append(append(append(buf[:0], lane...), ' '), n...)
+		sum := md5.Sum(buf)
+		if c := bytes.Compare(sum[:], bestSum[:]); best == "" || c > 0 || c == 0 && n > best {
+			best, bestSum = n, sum
+		}
+	}
+	return best
+}
+
+// Home returns the node among live that should deliver lane.
+func (db *DB) Home(lane string, live []string) string { return laneHome(lane, live) }
+
+// heartbeatSQL marks $1 alive for $2 µs and returns the live nodes, $1
+// included. Rows of nodes dead for an hour and owning no lane are deleted.
+const heartbeatSQL = `WITH me AS (
+		INSERT INTO nodes (node, seen_at, expires_at) VALUES ($1, now(), now() + $2 * interval '1 microsecond')
+		ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at
+		RETURNING node
+	), gone AS (
+		DELETE FROM nodes WHERE expires_at < now() - interval '1 hour' AND node <> $1
+			AND NOT EXISTS (SELECT 1 FROM lanes WHERE owner = nodes.node)
+	)
+	SELECT node FROM nodes WHERE expires_at >= now() AND node <> $1
+	UNION SELECT node FROM me`
+
+// A heartbeat need not survive a crash of the database server: the next one
+// follows a second later. Without waiting for the WAL flush it stays quick
+// however busy the disk is.
+var beginHeartbeat = fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d; SET LOCAL synchronous_commit = off", lockTimeout.Milliseconds())
+
+// Heartbeat tells the other nodes that node is alive for the next ttl, by
+// the database's clock, and returns the nodes alive now, node included, in
+// byte order. Once ttl has passed without a new heartbeat, the other nodes
+// take node for dead: its lanes go to the live nodes at once.
+func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) ([]string, error) {
+	if !validText(node) || node == "" {
+		return nil, livehooks.Errorf(livehooks.EINVALID, "invalid node id")
+	}
+	start := time.Now()
+	var live []string
+	err := db.runTx(ctx, pgx.TxOptions{BeginQuery: beginHeartbeat}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, heartbeatSQL, node, ttl.Microseconds())
+		if err != nil {
+			return err
+		}
+		live, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: heartbeat: %w", err)
+	}
+	slices.Sort(live)
+	db.nodeView().Store(&nodeView{nodes: live, until: start.Add(ttl)})
+	return live, nil
+}
+
+// Leave tells the other nodes that node has stopped: they take whatever
+// lane it still owns at once. A node leaves after it released its lanes.
+func (db *DB) Leave(ctx context.Context, node string) error {
+	if !validText(node) {
+		return livehooks.Errorf(livehooks.EINVALID, "invalid node id")
+	}
+	db.nodeView().Store(nil)
+	if _, err := db.pool.Exec(ctx, `UPDATE nodes SET expires_at = now() - interval '1 microsecond' WHERE node = $1`, node); err != nil {
+		return fmt.Errorf("postgres: leave: %w", err)
+	}
+	return nil
+}
+
+// homeOf returns the home of a new lane among the live nodes of this
+// store's last heartbeat, or fallback (the enqueuing node) when there was
+// none within its ttl.
+func (db *DB) homeOf(lane, fallback string) string {
+	v := db.nodeView().Load()
+	if v == nil || len(v.nodes) == 0 || time.Now().After(v.until) {
+		return fallback
+	}
+	return laneHome(lane, v.nodes)
+}
+
+// newLaneOwner is the owner Enqueue gives a lane it creates: the enqueuing
+// node when the lane's home is that node (or unknown), else "" for nobody
+// (NULL), so that its home claims it when woken rather than the enqueuing
+// node delivering it and handing it over afterwards.
+func (db *DB) newLaneOwner(lane, node string) string {
+	if db.homeOf(lane, node) != node {
+		return ""
+	}
+	return node
+}
+
+// nodeView is the live nodes of a store's last heartbeat, until it is stale.
+type nodeView struct {
+	nodes []string
+	until time.Time
+}
+
+// nodeViews holds each DB's nodeView (a DB field would do; this file keeps
+// to itself). A DB's entry goes with it.
+var nodeViews sync.Map // weak.Pointer[DB] → *atomic.Pointer[nodeView]
+
+func (db *DB) nodeView() *atomic.Pointer[nodeView] {
+	k := weak.Make(db)
+	if v, ok := nodeViews.Load(k); ok {
+		return v.(*atomic.Pointer[nodeView])
+	}
+	v, loaded := nodeViews.LoadOrStore(k, new(atomic.Pointer[nodeView]))
+	if !loaded {
+		runtime.AddCleanup(db, func(k weak.Pointer[DB]) { nodeViews.Delete(k) }, k)
+	}
+	return v.(*atomic.Pointer[nodeView])
+}
+
+// claimHomeLanesSQL is claimLanesSQL for the lanes whose home among the
+// live nodes $5 is $1, with a third source: lanes whose owner's heartbeat
+// expired (a dead node), leased or not, found from the few dead nodes
+// through the owner index (UNION drops the lanes also expired). A live owner's lanes are never taken
+// before their lease expires, and SKIP LOCKED passes over the lanes other
+// transactions hold, as in claimLanesSQL.
+var claimHomeLanesSQL = `WITH free AS (
+		SELECT lane, next_at FROM lanes l WHERE owner IS NULL AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
+		ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED
+	), expired AS (
+		SELECT lane, next_at FROM lanes l WHERE owner IS NOT NULL AND lease_until < $3 AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
+		ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED
+	), orphaned AS (
+		SELECT l.lane, l.next_at FROM nodes n JOIN lanes l ON l.owner = n.node
+		WHERE n.expires_at < now() AND l.next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
+		ORDER BY l.next_at LIMIT $4 FOR UPDATE OF l SKIP LOCKED
+	), picked AS (
+		SELECT lane FROM (
+			SELECT lane, next_at FROM free UNION ALL SELECT lane, next_at FROM expired UNION SELECT lane, next_at FROM orphaned
+		) due
+		ORDER BY next_at, lane LIMIT $4
+	)
+	UPDATE lanes SET owner = $1, lease_until = $2 FROM picked WHERE lanes.lane = picked.lane
+	RETURNING lanes.lane, lanes.config_id, lanes.next_at`
+
+// ClaimHomeLanes is ClaimLanes for the lanes whose home among live is node,
+// and which are free, or whose lease expired, or whose owner stopped
+// heartbeating. live is the caller's view of the live nodes (its last
+// Heartbeat): a node claims the lanes it would not hand over. Nothing is
+// claimed when node is not in live.
+func (db *DB) ClaimHomeLanes(ctx context.Context, node string, live []string, now time.Time, lease time.Duration, max int) ([]livehooks.Lane, error) {
+	if max <= 0 || !slices.Contains(live, node) {
+		return nil, nil
+	}
+	if !validText(node) || !validText(live...) {
+		return nil, livehooks.Errorf(livehooks.EINVALID, "invalid node id")
+	}
+	return db.claim(ctx, claimHomeLanesSQL, node, ts(now.Add(lease)), ts(now), max, live)
+}

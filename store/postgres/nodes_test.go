@@ -1,0 +1,281 @@
+package postgres
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livehooks/livehooks"
+)
+
+// TestLaneHomeMatchesSQL checks that the database and Go agree on every
+// lane's home: claims use one, hand-overs the other, and a lane on which
+// they disagreed would go back and forth between two nodes.
+func TestLaneHomeMatchesSQL(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	openTest(t, url, Options{})
+	conn := rawConn(t, url)
+	nodeSets := [][]string{
+		{"node-a"},
+		{"node-a", "node-b", "node-c"},
+		{"host-1/0.0.0.0:8080", "host-2/0.0.0.0:8080", "hôte-3/[::1]:8080", "節點-4", "Z", "a"},
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var lanes []string
+	for i := range 300 {
+		stream := fmt.Sprintf("s%d", rnd.IntN(1e6))
+		if i%5 == 0 {
+			stream = "流-ストリーム-" + stream
+		}
+		lanes = append(lanes, livehooks.LaneKey(fmt.Sprintf("cfg%02d", i%7), stream))
+	}
+	q := `SELECT ` + homeSQL("$1::text", "$2")
+	for _, nodes := range nodeSets {
+		for _, lane := range lanes {
+			var got string
+			if err := conn.QueryRow(ctx, q, lane, nodes).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if want := laneHome(lane, nodes); got != want {
+				t.Fatalf("home of %q among %q: %q in SQL, %q in Go", lane, nodes, got, want)
+			}
+		}
+	}
+}
+
+// TestLaneHomeSpreadsAndMovesLittle checks the two properties placement
+// relies on: the lanes spread evenly, and a node joining takes lanes only
+// for itself (none moves between the others).
+func TestLaneHomeSpreadsAndMovesLittle(t *testing.T) {
+	t.Parallel()
+	const lanes = 3000
+	three := []string{"node-a", "node-b", "node-c"}
+	four := append(slices.Clone(three), "node-d")
+	count := map[string]int{}
+	moved := 0
+	for i := range lanes {
+		lane := livehooks.LaneKey("cfg", fmt.Sprintf("stream-%d", i))
+		before, after := laneHome(lane, three), laneHome(lane, four)
+		count[before]++
+		if before != after {
+			moved++
+			if after != "node-d" {
+				t.Fatalf("lane %s moved from %s to %s when node-d joined", lane, before, after)
+			}
+		}
+	}
+	for _, n := range three {
+		if share := float64(count[n]) / lanes; share < 0.30 || share > 0.37 {
+			t.Errorf("%s is home of %.1f%% of the lanes", n, 100*share)
+		}
+	}
+	if share := float64(moved) / lanes; share < 0.22 || share > 0.28 {
+		t.Errorf("%.1f%% of the lanes moved when a fourth node joined, want about 25%%", 100*share)
+	}
+}
+
+// TestClaimHomeLanes checks which lanes a node claims with placement: free
+// lanes whose home it is, not those of another live node however they are
+// held, and a dead node's at once, before their leases expire.
+func TestClaimHomeLanes(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	db := openTest(t, url, Options{})
+	c := testConfig("p1", "live")
+	if err := db.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat := func(node string, ttl time.Duration) []string {
+		t.Helper()
+		live, err := db.Heartbeat(ctx, node, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return live
+	}
+	heartbeat("A", time.Minute)
+	live := heartbeat("B", time.Minute)
+	if !slices.Equal(live, []string{"A", "B"}) {
+		t.Fatalf("live nodes %q", live)
+	}
+	// Lanes created by C, which heartbeats too, and by D, which never does.
+	heartbeat("C", time.Minute)
+	enqueue := func(node string, streams ...string) []string {
+		t.Helper()
+		var events []*livehooks.Event
+		for _, s := range streams {
+			events = append(events, testEvent("live", s))
+		}
+		if err := db.Write(ctx, func(tx livehooks.OutboxTx) error {
+			_, err := tx.Enqueue(ctx, node, time.Now(), events)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, s := range streams {
+			keys = append(keys, livehooks.LaneKey(c.ID, s))
+		}
+		return keys
+	}
+	var streams []string
+	for i := range 40 {
+		streams = append(streams, fmt.Sprintf("s%02d", i))
+	}
+	ofC := enqueue("C", streams[:20]...)
+	ofD := enqueue("D", streams[20:]...)
+	claim := func(node string, live []string) []string {
+		t.Helper()
+		lanes, err := db.ClaimHomeLanes(ctx, node, live, time.Now(), time.Minute, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return laneKeys(lanes)
+	}
+	ab := []string{"A", "B"}
+	if got := claim("A", ab); len(got) != 0 {
+		t.Fatalf("A claimed %d lanes of live nodes within their leases", len(got))
+	}
+	if got := claim("E", ab); len(got) != 0 {
+		t.Fatalf("E, not among the live nodes it named, claimed %q", got)
+	}
+
+	// C stops heartbeating: its lanes go to their homes among A and B, each
+	// claimed once; D's stay (no heartbeat: its lease covers them).
+	heartbeat("C", time.Millisecond)
+	waitUntil(t, "C's heartbeat expired", 5*time.Second, func() bool { return !slices.Contains(heartbeat("A", time.Minute), "C") })
+	gotA, gotB := claim("A", ab), claim("B", ab)
+	for _, k := range gotA {
+		if laneHome(k, ab) != "A" {
+			t.Errorf("A claimed %s, whose home is B", k)
+		}
+	}
+	for _, k := range gotB {
+		if laneHome(k, ab) != "B" {
+			t.Errorf("B claimed %s, whose home is A", k)
+		}
+	}
+	if got := sortedCopy(append(gotA, gotB...)); !slices.Equal(got, sortedCopy(ofC)) {
+		t.Fatalf("claimed %q, want C's lanes %q", got, ofC)
+	}
+	if len(gotA) == 0 || len(gotB) == 0 {
+		t.Errorf("C's 20 lanes all went to one node: A %d, B %d", len(gotA), len(gotB))
+	}
+
+	// A node that leaves is dead at once.
+	heartbeat("D", time.Minute)
+	if err := db.Leave(ctx, "D"); err != nil {
+		t.Fatal(err)
+	}
+	got := sortedCopy(append(claim("A", ab), claim("B", ab)...))
+	if !slices.Equal(got, sortedCopy(ofD)) {
+		t.Fatalf("after D left, claimed %q, want %q", got, ofD)
+	}
+
+	// A free lane due now goes to its home only.
+	if err := db.ReleaseLanes(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ReleaseLanes(ctx, "B"); err != nil {
+		t.Fatal(err)
+	}
+	if got := claim("A", []string{"A"}); len(got) != len(streams) {
+		t.Fatalf("A alone claimed %d lanes, want %d", len(got), len(streams))
+	}
+	if got := claim("B", ab); len(got) != 0 {
+		t.Fatalf("B claimed %d lanes that A holds", len(got))
+	}
+}
+
+// TestNewLaneOwner checks the owner Enqueue should give a new lane: the
+// enqueuing node when it is the lane's home or knows no live node, else none.
+func TestNewLaneOwner(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	db := openTest(t, url, Options{})
+	other := openTest(t, url, Options{})
+	lane := "cfg/stream"
+	if o := db.newLaneOwner(lane, "A"); o != "A" {
+		t.Fatalf("owner before any heartbeat: %q", o)
+	}
+	if _, err := other.Heartbeat(ctx, "B", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	live, err := db.Heartbeat(ctx, "A", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var homedA, homedB string
+	for i := 0; homedA == "" || homedB == ""; i++ {
+		l := fmt.Sprintf("cfg/s%d", i)
+		if laneHome(l, live) == "A" {
+			homedA = l
+		} else {
+			homedB = l
+		}
+	}
+	if o := db.newLaneOwner(homedA, "A"); o != "A" {
+		t.Errorf("owner of a lane homed at A, enqueued by A: %q", o)
+	}
+	if o := db.newLaneOwner(homedB, "A"); o != "" {
+		t.Errorf("owner of a lane homed at B, enqueued by A: %q", o)
+	}
+	if err := db.Leave(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if o := db.newLaneOwner(homedB, "A"); o != "A" {
+		t.Errorf("owner after A left: %q", o)
+	}
+}
+
+// TestClaimHomeLanesPlan checks that a claim reads the lanes through their
+// indexes, the dead nodes' through the owner index.
+func TestClaimHomeLanesPlan(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	openTest(t, url, Options{})
+	conn := rawConn(t, url)
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, "EXPLAIN "+claimHomeLanesSQL, "n", time.Now(), time.Now(), 10, []string{"n", "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	rows.Close()
+	text := strings.Join(plan, "\n")
+	for _, idx := range []string{"lanes_free", "lanes_leased", "lanes_owner"} {
+		if !strings.Contains(text, idx) {
+			t.Errorf("claim does not use %s:\n%s", idx, text)
+		}
+	}
+	if strings.Contains(text, "Seq Scan on lanes") {
+		t.Errorf("claim scans the lanes table:\n%s", text)
+	}
+}
+
+func laneKeys(lanes []livehooks.Lane) []string {
+	keys := make([]string, len(lanes))
+	for i, l := range lanes {
+		keys[i] = l.Key
+	}
+	return keys
+}
+
+func sortedCopy(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
