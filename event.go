@@ -2,6 +2,8 @@ package livehooks
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -144,4 +146,19 @@ func formatOptionalTime(t time.Time) string {
 		return ""
 	}
 	return FormatTime(t)
+}
+
+// NewEventID returns an event id: 32 lowercase hex digits, the first 12 the
+// Unix milliseconds and the rest random, so that ids sort by time and a
+// store's unique index of them grows at its end instead of being written
+// all over (one page per commit rather than one per event).
+func NewEventID() string {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }

@@ -76,7 +76,7 @@ type randomIDs struct{}
 
 func (randomIDs) task() string  { return hex32() }
 func (randomIDs) job() string   { return uuid.NewString() }
-func (randomIDs) event() string { return hex32() }
+func (randomIDs) event() string { return livehooks.NewEventID() }
 
 func hex32() string {
 	var b [16]byte

@@ -5,8 +5,6 @@
 package storerow
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -145,16 +143,5 @@ func TruncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// NewEventID returns an event id: 32 lowercase hex digits, the first 12 the
-// Unix milliseconds and the rest random, so that ids sort by time and the
-// unique index grows at its end instead of being written all over.
-func NewEventID() string {
-	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
-}
+// NewEventID returns a new event id (livehooks.NewEventID).
+func NewEventID() string { return livehooks.NewEventID() }
