@@ -279,7 +279,7 @@ func (d *Dispatcher) Run(ctx context.Context, grace time.Duration) error {
 			return m.err
 		}
 		d.setView(m)
-		go d.heartbeats(hbCtx, hbDone)
+		go d.heartbeats(hbCtx, m, hbDone)
 	} else {
 		close(hbDone)
 	}

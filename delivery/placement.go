@@ -20,8 +20,9 @@ import (
 // delivers every lane it claims.
 type Placement interface {
 	// Heartbeat marks node alive for ttl and returns the live nodes, node
-	// included.
-	Heartbeat(ctx context.Context, node string, ttl time.Duration) ([]string, error)
+	// included, and how long until the first of the others stops being
+	// live unless it heartbeats again (0 when there is none).
+	Heartbeat(ctx context.Context, node string, ttl time.Duration) (live []string, next time.Duration, err error)
 	// Leave marks node stopped: whatever lane it still owns is taken over at
 	// once.
 	Leave(ctx context.Context, node string) error
@@ -36,6 +37,7 @@ type Placement interface {
 // viewMsg is the outcome of a heartbeat started at at.
 type viewMsg struct {
 	live []string
+	next time.Duration // until the first of the others expires
 	at   time.Time
 	err  error
 }
@@ -43,12 +45,15 @@ type viewMsg struct {
 // lapseMsg comes when liveUntil passes.
 type lapseMsg struct{}
 
-// heartbeats heartbeats every Options.Heartbeat until ctx is done. A
-// heartbeat that takes longer than NodeTimeout is given up: by then the
-// other nodes take this one for dead anyway.
-func (d *Dispatcher) heartbeats(ctx context.Context, done chan<- struct{}) {
+// heartbeats heartbeats every Options.Heartbeat until ctx is done, and
+// also just after another node would expire, so that a dead node's lanes are
+// taken over as soon as it is known dead. A heartbeat that takes longer than
+// NodeTimeout is given up: by then the other nodes take this one for dead
+// anyway.
+func (d *Dispatcher) heartbeats(ctx context.Context, first viewMsg, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(d.o.Heartbeat)
+	m := first
+	t := time.NewTimer(d.nextHeartbeat(m))
 	defer t.Stop()
 	for {
 		select {
@@ -56,16 +61,30 @@ func (d *Dispatcher) heartbeats(ctx context.Context, done chan<- struct{}) {
 			return
 		case <-t.C:
 		}
-		d.box.post(d.heartbeat(ctx))
+		m = d.heartbeat(ctx)
+		d.box.post(m)
+		t.Reset(d.nextHeartbeat(m))
 	}
+}
+
+// nextHeartbeat is the wait, just after heartbeat m returned, for the next
+// one. The time left to the first expiry counts from when the database read
+// its clock, a little before m returned: waiting that long from now, and a
+// little more, finds the node expired.
+func (d *Dispatcher) nextHeartbeat(m viewMsg) time.Duration {
+	wait := d.o.Heartbeat - time.Since(m.at)
+	if m.err == nil && m.next > 0 {
+		wait = min(wait, m.next+10*time.Millisecond)
+	}
+	return max(wait, 0)
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context) viewMsg {
 	at := time.Now()
 	hctx, cancel := context.WithTimeout(ctx, d.o.NodeTimeout)
 	defer cancel()
-	live, err := d.place.Heartbeat(hctx, d.o.Node, d.o.NodeTimeout)
-	return viewMsg{live: live, at: at, err: err}
+	live, next, err := d.place.Heartbeat(hctx, d.o.Node, d.o.NodeTimeout)
+	return viewMsg{live: live, next: next, at: at, err: err}
 }
 
 // setView takes the outcome of a heartbeat. The node may start attempts

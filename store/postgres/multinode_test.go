@@ -66,9 +66,9 @@ func (c *crashable) ReleaseLanes(ctx context.Context, node string) error {
 	return c.DB.ReleaseLanes(ctx, node)
 }
 
-func (c *crashable) Heartbeat(ctx context.Context, node string, ttl time.Duration) ([]string, error) {
+func (c *crashable) Heartbeat(ctx context.Context, node string, ttl time.Duration) ([]string, time.Duration, error) {
 	if c.crashed.Load() || c.mute.Load() {
-		return nil, errCrashed
+		return nil, 0, errCrashed
 	}
 	return c.DB.Heartbeat(ctx, node, ttl)
 }

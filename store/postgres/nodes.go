@@ -51,7 +51,8 @@ func laneHome(lane string, nodes []string) string {
 func (db *DB) Home(lane string, live []string) string { return laneHome(lane, live) }
 
 // heartbeatSQL marks $1 alive for $2 µs and returns the live nodes, $1
-// included. Rows of nodes dead for an hour and owning no lane are deleted.
+// included, each with the µs left until it expires. Rows of nodes dead for
+// an hour and owning no lane are deleted.
 const heartbeatSQL = `WITH me AS (
 		INSERT INTO nodes (node, seen_at, expires_at) VALUES ($1, now(), now() + $2 * interval '1 microsecond')
 		ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at
@@ -60,8 +61,8 @@ const heartbeatSQL = `WITH me AS (
 		DELETE FROM nodes WHERE expires_at < now() - interval '1 hour' AND node <> $1
 			AND NOT EXISTS (SELECT 1 FROM lanes WHERE owner = nodes.node)
 	)
-	SELECT node FROM nodes WHERE expires_at >= now() AND node <> $1
-	UNION SELECT node FROM me`
+	SELECT node, floor(extract(epoch FROM expires_at - now()) * 1e6)::bigint FROM nodes WHERE expires_at >= now() AND node <> $1
+	UNION ALL SELECT node, $2 FROM me`
 
 // A heartbeat need not survive a crash of the database server: the next one
 // follows a second later. Without waiting for the WAL flush it stays quick
@@ -70,28 +71,40 @@ var beginHeartbeat = fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d; SET LOCAL 
 
 // Heartbeat tells the other nodes that node is alive for the next ttl, by
 // the database's clock, and returns the nodes alive now, node included, in
-// byte order. Once ttl has passed without a new heartbeat, the other nodes
-// take node for dead: its lanes go to the live nodes at once.
-func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) ([]string, error) {
+// byte order, and how long until the first of the others expires (0 when
+// there is none): a heartbeat then finds it gone. Once ttl has passed
+// without a new heartbeat, the other nodes take node for dead: its lanes go
+// to the live nodes at once.
+func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) (live []string, next time.Duration, err error) {
 	if !validText(node) || node == "" {
-		return nil, livehooks.Errorf(livehooks.EINVALID, "invalid node id")
+		return nil, 0, livehooks.Errorf(livehooks.EINVALID, "invalid node id")
 	}
 	start := time.Now()
-	var live []string
-	err := db.runTx(ctx, pgx.TxOptions{BeginQuery: beginHeartbeat}, func(tx pgx.Tx) error {
+	err = db.runTx(ctx, pgx.TxOptions{BeginQuery: beginHeartbeat}, func(tx pgx.Tx) error {
+		live, next = live[:0], 0
 		rows, err := tx.Query(ctx, heartbeatSQL, node, ttl.Microseconds())
 		if err != nil {
 			return err
 		}
-		live, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		var (
+			n    string
+			left int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&n, &left}, func() error {
+			live = append(live, n)
+			if d := time.Duration(left) * time.Microsecond; n != node && (next == 0 || d < next) {
+				next = max(d, time.Microsecond)
+			}
+			return nil
+		})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: heartbeat: %w", err)
+		return nil, 0, fmt.Errorf("postgres: heartbeat: %w", err)
 	}
 	slices.Sort(live)
 	db.nodeView().Store(&nodeView{nodes: live, until: start.Add(ttl)})
-	return live, nil
+	return live, next, nil
 }
 
 // Leave tells the other nodes that node has stopped: they take whatever

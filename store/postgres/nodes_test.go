@@ -91,7 +91,7 @@ func TestClaimHomeLanes(t *testing.T) {
 	}
 	heartbeat := func(node string, ttl time.Duration) []string {
 		t.Helper()
-		live, err := db.Heartbeat(ctx, node, ttl)
+		live, _, err := db.Heartbeat(ctx, node, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,10 +202,10 @@ func TestNewLaneOwner(t *testing.T) {
 	if o := db.newLaneOwner(lane, "A"); o != "A" {
 		t.Fatalf("owner before any heartbeat: %q", o)
 	}
-	if _, err := other.Heartbeat(ctx, "B", time.Minute); err != nil {
+	if _, _, err := other.Heartbeat(ctx, "B", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	live, err := db.Heartbeat(ctx, "A", time.Minute)
+	live, _, err := db.Heartbeat(ctx, "A", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
