@@ -38,7 +38,6 @@ func (t *outboxTx) flush(ctx context.Context) error {
 	f := &flushing{t: t}
 	f.queue(beginSQL)
 	f.queue(settingsSQL)
-	f.lockConfigs()
 	f.checkMatches()
 	f.checkRequeues()
 	f.writeStreams()
@@ -201,37 +200,6 @@ func (f *flushing) complete() {
 	}
 }
 
-// lockConfigSQL locks configs in id order; lockGoneSQL those that a 410
-// disables, for update.
-const (
-	lockConfigSQL = `SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($1) ORDER BY id FOR KEY SHARE) c`
-	lockGoneSQL   = `SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) c`
-)
-
-// lockConfigs locks the configs of the results before any lane:
-// DisableCallback and DeleteCallback lock the config first, then its
-// deliveries and lanes, so they wait for this transaction instead of
-// locking what it waits for.
-func (f *flushing) lockConfigs() {
-	if len(f.t.results) == 0 {
-		return
-	}
-	var gone, others []string
-	for _, r := range f.t.results {
-		if r.gone != "" {
-			gone = append(gone, r.configID)
-		} else {
-			others = append(others, r.configID)
-		}
-	}
-	if len(gone) > 0 {
-		f.queue(lockGoneSQL, sortedSet(gone))
-	}
-	if len(others) > 0 {
-		f.queue(lockConfigSQL, sortedSet(others))
-	}
-}
-
 // checkMatchesSQL matches each key again, key-share locking the config, and
 // checks that it is the one in memory, with the same subscription and
 // enabled or not. Deleting or disabling a config then waits for this
@@ -330,6 +298,27 @@ const writeStreamsSQL = `WITH i AS (
 SELECT CASE WHEN (SELECT count(*) FROM ok) = cardinality($1) THEN true
 	ELSE livehooks_conflict('streams:' || (SELECT string_agg(ord::text, ',') FROM i WHERE ord NOT IN (SELECT ord FROM ok))) END`
 
+// updateStreamsSQL is writeStreamsSQL when the transaction read every
+// stream it wrote and wrote every stream it read, each of which had a state:
+// the common case, in one plain statement.
+const updateStreamsSQL = `WITH u AS (
+	UPDATE streams s SET state = i.state, task_id = i.task_id, job_id = i.job_id, file_seq = i.file_seq,
+		file_started_at = i.file_started_at, published_at = i.published_at, over_at = i.over_at,
+		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer, version = s.version + 1
+	FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+		$9::text[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
+		$15::timestamptz[], $16::timestamptz[])
+		WITH ORDINALITY AS i(kind, expected, project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
+			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, ord)
+	WHERE s.version = i.expected
+		AND s.project_id = i.project_id AND s.publish_domain = i.publish_domain AND s.app = i.app AND s.stream = i.stream
+	RETURNING i.ord
+)
+SELECT CASE WHEN count(*) = cardinality($1) THEN true
+	ELSE livehooks_conflict('streams:' || (SELECT string_agg(o::text, ',') FROM generate_series(1, cardinality($1)) o
+		WHERE o NOT IN (SELECT ord FROM u))) END
+FROM u`
+
 func (f *flushing) writeStreams() {
 	n := len(f.t.streamOrder)
 	if n == 0 {
@@ -367,33 +356,33 @@ func (f *flushing) writeStreams() {
 		over, nextFile = append(over, optTimestamptz(st.OverAt)), append(nextFile, optTimestamptz(st.NextFileAt))
 		updated, timers = append(updated, ts(st.UpdatedAt)), append(timers, optTimestamptz(st.NextTimer()))
 	}
-	f.queue(writeStreamsSQL, kinds, expected, projects, domains, apps, streams, states, tasks, jobs, seqs,
+	sql := updateStreamsSQL
+	for i, k := range kinds {
+		if k != 1 || expected[i] == 0 {
+			sql = writeStreamsSQL
+		}
+	}
+	f.queue(sql, kinds, expected, projects, domains, apps, streams, states, tasks, jobs, seqs,
 		started, published, over, nextFile, updated, timers)
 }
 
 // insertEventsSQL inserts the events, and aborts the transaction when one of
 // them is stored already (ingest is idempotent per event ID): the next run
 // skips it.
-const insertEventsSQL = `WITH i AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-		$9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::timestamptz[], $15::timestamptz[],
-		$16::int[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::timestamptz[])
-		WITH ORDINALITY AS i(uid, project_id, type, publish_domain, app, stream, task_id, job_id, record_format,
-			download_url, asset_id, file_size, record_duration, start_time, end_time, width, height, error_message,
-			play_url, occurred_at, created_at, ord)
-), ins AS (
+const insertEventsSQL = `WITH ins AS (
 	INSERT INTO events (uid, project_id, type, publish_domain, app, stream, task_id, job_id, record_format,
 		download_url, asset_id, file_size, record_duration, start_time, end_time, width, height, error_message,
 		play_url, occurred_at, created_at)
-	SELECT uid, project_id, type, publish_domain, app, stream, task_id, job_id, record_format,
-		download_url, asset_id, file_size, record_duration, start_time, end_time, width, height, error_message,
-		play_url, occurred_at, created_at
-	FROM i ORDER BY ord
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+		$9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::timestamptz[], $15::timestamptz[],
+		$16::int[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::timestamptz[])
 	ON CONFLICT (uid) DO NOTHING
 	RETURNING uid
 )
-SELECT CASE WHEN (SELECT count(*) FROM ins) = cardinality($1) THEN true
-	ELSE livehooks_conflict('events:' || (SELECT string_agg(ord::text, ',') FROM i WHERE uid NOT IN (SELECT uid FROM ins))) END`
+SELECT CASE WHEN count(*) = cardinality($1) THEN true
+	ELSE livehooks_conflict('events:' || (SELECT string_agg(ord::text, ',') FROM unnest($1::text[]) WITH ORDINALITY AS i(uid, ord)
+		WHERE uid NOT IN (SELECT uid FROM ins))) END
+FROM ins`
 
 func (f *flushing) insertEvents() {
 	n := len(f.t.events)
@@ -426,25 +415,37 @@ func (f *flushing) insertEvents() {
 		sizes, durations, starts, ends, widths, heights, errs, plays, occurred, created)
 }
 
-// lockLanesSQL locks lanes in key order (the "C" collation: byte order, as
-// Go sorts).
-const lockLanesSQL = `SELECT count(*) FROM (SELECT 1 FROM lanes WHERE lane = ANY($1) ORDER BY lane FOR UPDATE) l`
+// lockExpr locks, in this order: the configs that a 410 disables (for update,
+// $1), the configs of the other results (key share, $2), every lane the
+// transaction touches ($3), each in key order (the "C" collation: byte order,
+// as Go sorts). DisableCallback and DeleteCallback lock a config first, then
+// its deliveries and lanes: they wait for this transaction rather than lock
+// what it waits for. Two transactions that touch the same lanes lock them in
+// the same order. The operands of + are evaluated in order.
+func lockExpr(configs1, configs2, lanes int) string {
+	return fmt.Sprintf(`(SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($%d) ORDER BY id FOR NO KEY UPDATE) g)
+	+ (SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($%d) ORDER BY id FOR KEY SHARE) c)
+	+ (SELECT count(*) FROM (SELECT 1 FROM lanes WHERE lane = ANY($%d) ORDER BY lane FOR UPDATE) l)`, configs1, configs2, lanes)
+}
 
-// upsertLanesSQL creates each lane, owned by the enqueuing node and due now,
-// or counts more pending deliveries in it, in key order. Either way the
-// lane's row stays locked until commit.
-const upsertLanesSQL = `INSERT INTO lanes AS l (lane, config_id, pending, next_at, owner, lease_until)
+// lockSQL takes the locks of lockExpr in a transaction that adds no delivery.
+var lockSQL = `SELECT ` + lockExpr(1, 2, 3)
+
+// upsertLanesSQL takes the locks of lockExpr ($7, $8, $9), before anything
+// else, then creates each lane, owned by the enqueuing node and due now, or
+// counts more pending deliveries in it, in key order. Either way the lane's
+// row stays locked until commit.
+var upsertLanesSQL = `INSERT INTO lanes AS l (lane, config_id, pending, next_at, owner, lease_until)
 	SELECT lane, config_id, pending, next_at, owner, lease_until
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[])
 		WITH ORDINALITY AS u(lane, config_id, pending, next_at, owner, lease_until, ord)
+	WHERE ` + lockExpr(7, 8, 9) + ` >= 0
 	ORDER BY ord
 	ON CONFLICT (lane) DO UPDATE SET pending = l.pending + excluded.pending`
 
-// lockLanes locks every lane the transaction touches, in key order, before
-// it changes any: two transactions that touch the same lanes then lock them
-// in the same order, and a delivery's lane is locked before its id is drawn.
-// Without results or deferred lanes, the lanes' upsert is what locks them,
-// in the same order.
+// lockLanes takes the locks (lockExpr) before the transaction changes any
+// lane: a delivery's lane is locked before its id is drawn. A transaction
+// that adds deliveries takes them in the lanes' upsert.
 func (f *flushing) lockLanes() {
 	t := f.t
 	if len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 {
@@ -454,16 +455,21 @@ func (f *flushing) lockLanes() {
 	for _, p := range t.plans {
 		touched = append(touched, p.d.Lane)
 	}
+	var gone, others []string
 	for _, r := range t.results {
 		touched = append(touched, r.state.Lane)
+		if r.gone != "" {
+			gone = append(gone, r.configID)
+		} else {
+			others = append(others, r.configID)
+		}
 	}
 	for _, d := range t.defers {
 		touched = append(touched, d.lane)
 	}
-	if len(t.results) > 0 || len(t.defers) > 0 {
-		f.queue(lockLanesSQL, cleanAll(sortedSet(touched)))
-	}
+	locks := []any{sortedSet(gone), sortedSet(others), cleanAll(sortedSet(touched))}
 	if len(t.plans) == 0 {
+		f.queue(lockSQL, locks...)
 		return
 	}
 	type newLane struct {
@@ -489,7 +495,7 @@ func (f *flushing) lockLanes() {
 		configs, owners, counts = append(configs, l.configID), append(owners, l.owner), append(counts, l.count)
 		nextAt, leases = append(nextAt, l.at), append(leases, ts(l.at.Add(t.db.lease)))
 	}
-	f.queue(upsertLanesSQL, keys, configs, counts, nextAt, owners, leases)
+	f.queue(upsertLanesSQL, append([]any{keys, configs, counts, nextAt, owners, leases}, locks...)...)
 }
 
 // insertDeliveriesSQL inserts the deliveries in plan order (their ids in that
