@@ -229,7 +229,7 @@ const (
 	// Attempts go with their deliveries (no foreign key does it).
 	deletePendingSQL = `WITH d AS (
 		DELETE FROM deliveries WHERE lane >= $1 AND lane < $2 AND status = 'pending' AND config_id = $3 RETURNING id
-	) DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM d)`
+	) DELETE FROM attempts WHERE delivery_id = ANY (ARRAY(SELECT id FROM d))`
 
 	failPendingSQL = `UPDATE deliveries SET status = 'failed', last_error = $4, updated_at = $5
 		WHERE lane >= $1 AND lane < $2 AND status = 'pending' AND config_id = $3`

@@ -242,6 +242,12 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 	}
 	var n int64
 	err := db.writeTx(ctx, func(tx pgx.Tx) error {
+		// Probe deliveries by event, as many as the limit needs: a hash of
+		// every delivery, for each call, would make purging a large table
+		// take time in the square of its size.
+		if _, err := tx.Exec(ctx, `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`); err != nil {
+			return err
+		}
 		var nd int64
 		if err := tx.QueryRow(ctx, purgeDeliveriesSQL, ts(before), limit).Scan(&nd); err != nil {
 			return err
@@ -264,13 +270,15 @@ func (db *DB) Purge(ctx context.Context, before time.Time, limit int) (int, erro
 }
 
 const (
+	// A final delivery updated before t was created before t: the block
+	// range index on created_at finds the old part of the table.
 	purgeDeliveriesSQL = `WITH d AS (
 		DELETE FROM deliveries WHERE id IN (
-			SELECT id FROM deliveries WHERE status <> 'pending' AND updated_at < $1
-			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+			SELECT id FROM deliveries WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1
+			LIMIT $2 FOR UPDATE SKIP LOCKED)
 		RETURNING id
 	), a AS (
-		DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM d)
+		DELETE FROM attempts WHERE delivery_id = ANY (ARRAY(SELECT id FROM d))
 	)
 	SELECT count(*) FROM d`
 
@@ -282,7 +290,7 @@ const (
 	purgeCandidatesSQL = `SELECT COALESCE(array_agg(pk), '{}') FROM (
 		SELECT pk FROM events e WHERE e.created_at < $1
 		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)
-		ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) c`
+		LIMIT $2 FOR UPDATE SKIP LOCKED) c`
 	purgeEventsSQL = `DELETE FROM events e WHERE pk = ANY($1)
 		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_pk = e.pk)`
 )

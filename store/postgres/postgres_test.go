@@ -569,7 +569,7 @@ func TestQueryPlans(t *testing.T) {
 		{"record", recordSQL, []any{[]int64{1}, []string{"succeeded"}, []time.Time{now}, []time.Time{now}, []int32{200},
 			[]string{""}, []time.Time{now}, []int64{1}, []string{""}, []string{""}, []string{""}, "pending"},
 			[]string{"lanes_pkey"}},
-		{"purge deliveries", purgeDeliveriesSQL, []any{now, 10}, []string{"deliveries_final", "attempts_pkey"}},
+		{"purge deliveries", purgeDeliveriesSQL, []any{now, 10}, []string{"deliveries_created", "attempts_pkey"}},
 		{"purge candidates", purgeCandidatesSQL, []any{now, 10}, []string{"deliveries_event"}},
 		{"delete pending of a config", deletePendingSQL, []any{lo, hi, "cfg"}, []string{"deliveries_lane"}},
 		{"fail pending of a config", failPendingSQL, []any{lo, hi, "cfg", "gone", now}, []string{"deliveries_lane"}},
