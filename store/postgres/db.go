@@ -160,7 +160,9 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 }
 
 // retry runs try until it succeeds, fails for good or maxTxAttempts runs
-// failed, with a short random pause, growing, before each new run.
+// failed, with a short random pause, growing, before each new run. Write's
+// first runs again after a conflict of its checks go at once: the next run
+// no longer relies on what was out of date.
 func (db *DB) retry(ctx context.Context, try func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := try()
@@ -168,6 +170,9 @@ func (db *DB) retry(ctx context.Context, try func() error) error {
 			return err
 		}
 		db.retries.Add(1)
+		if attempt <= 2 && isConflict(err) {
+			continue
+		}
 		pause := time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(10*time.Millisecond)))
 		select {
 		case <-time.After(pause):
@@ -262,6 +267,13 @@ func pgCode(err error) string {
 func retryable(err error) bool {
 	c := pgCode(err)
 	return c == codeDeadlockDetected || c == codeSerializationFailure || c == codeLockNotAvailable
+}
+
+// isConflict reports whether err is a check of Write's that failed (see
+// flush.go).
+func isConflict(err error) bool {
+	var e *pgconn.PgError
+	return errors.As(err, &e) && e.Code == codeSerializationFailure && e.Message == conflictMessage
 }
 
 func isUniqueViolation(err error) bool { return pgCode(err) == codeUniqueViolation }

@@ -120,7 +120,7 @@ func (f *flushing) failed(err error) {
 		}
 		return
 	}
-	if pgErr.Code != codeSerializationFailure || pgErr.Message != conflictMessage {
+	if !isConflict(err) {
 		return
 	}
 	what, list, _ := strings.Cut(pgErr.Detail, ":")
