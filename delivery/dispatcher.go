@@ -267,14 +267,14 @@ func (d *Dispatcher) Run(ctx context.Context, grace time.Duration) error {
 
 	// With a shared store the node heartbeats until its lanes are released
 	// (after the attempts in flight at shutdown), so that no other node takes
-	// them over meanwhile. The first heartbeat tells the first claim which
-	// nodes are live.
+	// them over meanwhile. The first heartbeat, which may take as long as the
+	// release above, tells the first claim which nodes are live.
 	hbCtx, stopHeartbeats := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeats()
 	hbDone := make(chan struct{})
 	if p, ok := d.o.Outbox.(Placement); ok {
 		d.place = p
-		m := d.heartbeat(hbCtx)
+		m := d.heartbeatWithin(hbCtx)
 		if m.err != nil {
 			return m.err
 		}

@@ -80,10 +80,14 @@ func (d *Dispatcher) nextHeartbeat(m viewMsg) time.Duration {
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context) viewMsg {
-	at := time.Now()
 	hctx, cancel := context.WithTimeout(ctx, d.o.NodeTimeout)
 	defer cancel()
-	live, next, err := d.place.Heartbeat(hctx, d.o.Node, d.o.NodeTimeout)
+	return d.heartbeatWithin(hctx)
+}
+
+func (d *Dispatcher) heartbeatWithin(ctx context.Context) viewMsg {
+	at := time.Now()
+	live, next, err := d.place.Heartbeat(ctx, d.o.Node, d.o.NodeTimeout)
 	return viewMsg{live: live, next: next, at: at, err: err}
 }
 
