@@ -356,14 +356,6 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 	return out, nil
 }
 
-var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
-	livehooks.OutcomeSucceeded: livehooks.DeliverySucceeded,
-	livehooks.OutcomeRetry:     livehooks.DeliveryPending,
-	livehooks.OutcomeFailed:    livehooks.DeliveryFailed,
-	livehooks.OutcomeDead:      livehooks.DeliveryDead,
-	livehooks.OutcomeGone:      livehooks.DeliveryFailed,
-}
-
 // Record holds the attempts and the deliveries' new status. A retry keeps the
 // delivery pending until NextAttempt and releases its lane until then; a final
 // outcome takes the delivery off its lane, deleting the lane with its last
@@ -373,24 +365,16 @@ var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
 // per result, in order, filled in when Write returns: the state of the
 // result's lane at the end of the transaction.
 func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, results []livehooks.Result) ([]livehooks.LaneState, error) {
-	for _, r := range results {
-		if r.Delivery == nil {
-			return nil, livehooks.Errorf(livehooks.EINVALID, "result without a delivery")
-		}
-		if _, ok := outcomeStatus[r.Outcome]; !ok {
-			return nil, livehooks.Errorf(livehooks.EINVALID, "unknown outcome %d", r.Outcome)
-		}
+	if err := storerow.CheckResults(results); err != nil {
+		return nil, err
 	}
 	now = ts(now)
 	t.call(node, now)
 	states := make([]livehooks.LaneState, len(results))
 	for i, r := range results {
-		states[i].Lane = r.Delivery.Lane
-		if states[i].Lane == "" {
-			states[i].Lane = livehooks.LaneKey(r.Delivery.ConfigID, r.Delivery.Stream)
-		}
+		states[i].Lane = storerow.ResultLane(r)
 		br := bufferedResult{
-			id: r.Delivery.ID, status: outcomeStatus[r.Outcome], next: ts(r.NextAttempt), now: now, at: ts(r.Attempt.At),
+			id: r.Delivery.ID, status: storerow.OutcomeStatus(r.Outcome), next: ts(r.NextAttempt), now: now, at: ts(r.Attempt.At),
 			code: int32(max(min(r.Attempt.StatusCode, math.MaxInt32), math.MinInt32)), latencyUS: r.Attempt.Latency.Microseconds(),
 			response: storerow.TruncateUTF8(cleanText(r.Attempt.Response), MaxResponse), errMsg: cleanText(r.Attempt.Error),
 			configID: cleanText(r.Delivery.ConfigID), node: node, call: t.calls, state: &states[i],
@@ -401,19 +385,9 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 		if r.Attempt.At.IsZero() {
 			br.at = now
 		}
-		br.lastError = r.Attempt.Error
-		if r.Reason != "" {
-			if br.lastError != "" {
-				br.lastError += "; "
-			}
-			br.lastError += r.Reason
-		}
-		br.lastError = cleanText(br.lastError)
+		br.lastError = cleanText(storerow.LastError(r))
 		if r.Outcome == livehooks.OutcomeGone {
-			br.gone = cleanText(r.Reason)
-			if br.gone == "" {
-				br.gone = "receiver answered 410 Gone"
-			}
+			br.gone = cleanText(storerow.GoneReason(r))
 		}
 		t.results = append(t.results, br)
 	}

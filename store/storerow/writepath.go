@@ -147,3 +147,59 @@ func (c *Cache[K, V]) Invalidate() {
 	c.gen++
 	c.m = nil
 }
+
+// outcomeStatus is the status an outcome moves its delivery to.
+var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
+	livehooks.OutcomeSucceeded: livehooks.DeliverySucceeded,
+	livehooks.OutcomeRetry:     livehooks.DeliveryPending,
+	livehooks.OutcomeFailed:    livehooks.DeliveryFailed,
+	livehooks.OutcomeDead:      livehooks.DeliveryDead,
+	livehooks.OutcomeGone:      livehooks.DeliveryFailed,
+}
+
+// OutcomeStatus returns the status an outcome moves its delivery to
+// (pending again for a retry).
+func OutcomeStatus(o livehooks.Outcome) livehooks.DeliveryStatus { return outcomeStatus[o] }
+
+// CheckResults returns the EINVALID error of the first result that cannot be
+// recorded: without a delivery, or of an unknown outcome.
+func CheckResults(results []livehooks.Result) error {
+	for _, r := range results {
+		if r.Delivery == nil {
+			return livehooks.Errorf(livehooks.EINVALID, "result without a delivery")
+		}
+		if _, ok := outcomeStatus[r.Outcome]; !ok {
+			return livehooks.Errorf(livehooks.EINVALID, "unknown outcome %d", r.Outcome)
+		}
+	}
+	return nil
+}
+
+// ResultLane returns the lane of a result's delivery.
+func ResultLane(r livehooks.Result) string {
+	if r.Delivery.Lane != "" {
+		return r.Delivery.Lane
+	}
+	return livehooks.LaneKey(r.Delivery.ConfigID, r.Delivery.Stream)
+}
+
+// LastError is what the log keeps of a result as its delivery's last error:
+// the attempt's error, then the reason of the outcome.
+func LastError(r livehooks.Result) string {
+	switch {
+	case r.Reason == "":
+		return r.Attempt.Error
+	case r.Attempt.Error == "":
+		return r.Reason
+	}
+	return r.Attempt.Error + "; " + r.Reason
+}
+
+// GoneReason is the reason a config is disabled for, when a result's outcome
+// is OutcomeGone.
+func GoneReason(r livehooks.Result) string {
+	if r.Reason == "" {
+		return "receiver answered 410 Gone"
+	}
+	return r.Reason
+}
