@@ -316,7 +316,9 @@ func (d *Dispatcher) Run(ctx context.Context, grace time.Duration) error {
 	}
 }
 
-func (d *Dispatcher) shutdown(grace time.Duration, cancelSends, stopHeartbeats context.CancelFunc, buf *[]any) {
+// shutdown lets the attempts in flight finish within grace, then stops the
+// heartbeats (stopHeartbeats returns once they have) and releases the lanes.
+func (d *Dispatcher) shutdown(grace time.Duration, cancelSends context.CancelFunc, stopHeartbeats func(), buf *[]any) {
 	d.stopping = true
 	done := make(chan struct{})
 	go func() { d.inflight.Wait(); close(done) }()
