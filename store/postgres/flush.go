@@ -16,10 +16,11 @@ import (
 	"github.com/livehooks/livehooks"
 )
 
-// flush sends what a transaction holds in one round trip: BEGIN, one
-// multi-row statement per kind of write (arrays, unnest), COMMIT. PostgreSQL
-// runs the statements in order and stops at the first that fails, which
-// aborts the transaction.
+// flush sends what a transaction holds in one round trip: one multi-row
+// statement per kind of write (arrays, unnest), pipelined, then one Sync.
+// Without a BEGIN of their own, PostgreSQL runs the statements of a pipeline
+// as one transaction, which Sync commits; it stops at the first that fails
+// and rolls the transaction back, with no ROLLBACK to send.
 //
 // The statements that come first check what the transaction took from
 // memory (configs, streams) and that its events are new; when something does
@@ -30,13 +31,12 @@ import (
 // A lane's deliveries must get their ids in the order their transactions
 // commit, whichever node writes them: every lane the transaction touches is
 // locked, in key order, before the deliveries draw their ids, and stays
-// locked until COMMIT.
+// locked until the commit.
 func (t *outboxTx) flush(ctx context.Context) error {
 	if len(t.streamOrder) == 0 && len(t.events) == 0 && len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 {
 		return nil
 	}
 	f := &flushing{t: t}
-	f.queue(beginSQL)
 	f.queue(settingsSQL)
 	f.checkMatches()
 	f.checkRequeues()
@@ -47,7 +47,6 @@ func (t *outboxTx) flush(ctx context.Context) error {
 	f.recordResults()
 	f.deferLanes()
 	f.laneStates()
-	f.queue(commitSQL)
 	conn, err := t.roundTrip(ctx, f.sqls...)
 	if err != nil {
 		return fmt.Errorf("postgres: write: %w", err)
@@ -84,11 +83,6 @@ func (f *flushing) queue(sql string, args ...any) *pgx.QueuedQuery {
 	f.sqls = append(f.sqls, sql)
 	return f.b.Queue(sql, args...)
 }
-
-const (
-	beginSQL  = `BEGIN`
-	commitSQL = `COMMIT`
-)
 
 // settingsSQL sets the transaction's lock timeout (see lockTimeout) and how
 // its statements are planned. Each of them looks up the rows of its arrays

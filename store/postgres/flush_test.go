@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // TestWritePlans checks how Write's statements are planned: once per
@@ -134,4 +137,40 @@ func badScans(plan []string) []string {
 		}
 	}
 	return bad
+}
+
+// TestFlushIsAtomic fails a transaction at its last check, after it wrote a
+// stream and an event: nothing of it stays.
+func TestFlushIsAtomic(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	db := openTest(t, url, Options{})
+	tx := &outboxTx{db: db, run: &writeRun{}, matches: map[matchKey]match{}}
+	defer tx.release(ctx)
+	key := livehooks.StreamKey{ProjectID: "p1", PublishDomain: "d1.example.com", App: "live", Stream: "s1"}
+	if err := tx.PutStream(ctx, &livehooks.StreamState{StreamKey: key, State: livehooks.StreamLive, UpdatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Enqueue(ctx, "A", time.Now(), []*livehooks.Event{testEvent("live", "s1")}); err != nil {
+		t.Fatal(err)
+	}
+	// A delivery of an event that is not there: the deliveries' check fails.
+	e := testEvent("live", "s1")
+	e.ID = "missing"
+	tx.plans = append(tx.plans, planned{d: storerow.NewDelivery("w", "c", e, time.Now()), node: "A", call: tx.calls})
+	err := tx.flush(ctx)
+	if !isConflict(err) {
+		t.Fatalf("flush: %v, want a conflict", err)
+	}
+	conn := rawConn(t, url)
+	var streams, events int
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM streams), (SELECT count(*) FROM events)`).Scan(&streams, &events); err != nil {
+		t.Fatal(err)
+	}
+	if streams != 0 || events != 0 {
+		t.Fatalf("%d streams and %d events left by a transaction that failed", streams, events)
+	}
+	if status := tx.c.Conn().PgConn().TxStatus(); status != 'I' {
+		t.Fatalf("connection left in transaction status %c", status)
+	}
 }

@@ -22,10 +22,10 @@ const notifyChannel = "livehooks_lanes"
 // Write runs fn in one transaction; its writes commit together or not at all.
 //
 // The methods of tx hold their writes back: when fn returns, Write sends
-// them, between the transaction's BEGIN and COMMIT, as a few multi-row
-// statements in one round trip (flush.go). What the methods need to read
-// comes from memory where it can (cache.go), else from the database at once.
-// What Enqueue, Requeue and Record return is complete when Write returns.
+// them as a few multi-row statements that make one transaction, in one
+// round trip (flush.go). What the methods need to read comes from memory
+// where it can (cache.go), else from the database at once. What Enqueue,
+// Requeue and Record return is complete when Write returns.
 //
 // A method of tx that fails with a domain error (EINVALID, ENOTFOUND) holds
 // nothing, so a group committer may drop that caller's operation and go on
