@@ -381,14 +381,7 @@ func (t *outboxTx) recordRound(round []*heldResult) error {
 		if r.NextAttempt.IsZero() {
 			next = h.nowUS
 		}
-		lastError := r.Attempt.Error
-		if r.Reason != "" {
-			if lastError != "" {
-				lastError += "; "
-			}
-			lastError += r.Reason
-		}
-		args = append(args, r.Delivery.ID, string(h.status), next, h.nowUS, r.Attempt.StatusCode, lastError)
+		args = append(args, r.Delivery.ID, string(h.status), next, h.nowUS, r.Attempt.StatusCode, storerow.LastError(r))
 	}
 	done := make(map[int64]settled, len(round))
 	// Only a pending delivery moves: results for final or deleted deliveries
@@ -470,7 +463,7 @@ func (t *outboxTx) recordRound(round []*heldResult) error {
 	}
 	for _, h := range gone {
 		s := done[h.r.Delivery.ID]
-		if err := t.disable(t.ctx, s.project, s.configID, h.r.Reason, fromMicros(h.nowUS)); err != nil {
+		if err := t.disable(t.ctx, s.project, s.configID, storerow.GoneReason(h.r), fromMicros(h.nowUS)); err != nil {
 			return err
 		}
 	}

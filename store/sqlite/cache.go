@@ -1,9 +1,8 @@
 package sqlite
 
 import (
-	"sync"
-
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // The process is the only writer of its SQLite file, so what a transaction
@@ -16,71 +15,25 @@ type matchKey struct{ project, domain, app string }
 // match is the config an event of a matchKey goes to; id is "" when none.
 type match struct {
 	id       string
-	subs     uint8 // bit i: subscribed to livehooks.EventTypes[i]
+	subs     uint8 // storerow.SubscriptionMask
 	disabled bool
 }
 
-// maxCached bounds each cache: past it the cache starts again empty, which
-// costs reads, never correctness.
-const maxCached = 100_000
-
-// configCache holds matches of one config generation; a config write bumps
-// DB.configGen inside its transaction, which empties the cache.
-type configCache struct {
-	mu  sync.Mutex
-	gen uint64
-	m   map[matchKey]match
+// caches are the write path's: config matches, emptied by every config write
+// inside its transaction (the write connection is the writer's, so no group
+// commit runs between the change and the invalidation), and the committed
+// recording state of streams (nil: the stream has none), filled by Write
+// after its commit and emptied when a Write fails.
+type caches struct {
+	configs storerow.Cache[matchKey, match]
+	streams storerow.Cache[livehooks.StreamKey, *livehooks.StreamState]
 }
 
-func (c *configCache) get(k matchKey, gen uint64) (match, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen {
-		return match{}, false
-	}
-	m, ok := c.m[k]
-	return m, ok
-}
-
-func (c *configCache) put(k matchKey, m match, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen || c.m == nil || len(c.m) >= maxCached {
-		c.gen, c.m = gen, map[matchKey]match{}
-	}
-	c.m[k] = m
-}
-
-// streamCache holds the committed recording state of streams; a nil state
-// means the stream has none. Only Write fills it, after its commit.
-type streamCache struct {
-	mu sync.Mutex
-	m  map[livehooks.StreamKey]*livehooks.StreamState
-}
-
-func (c *streamCache) get(k livehooks.StreamKey) (*livehooks.StreamState, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.m[k]
-	return s, ok
-}
-
-// put stores a copy of s.
-func (c *streamCache) put(k livehooks.StreamKey, s *livehooks.StreamState) {
+// putStream caches a copy of s as the committed state of k.
+func (c *caches) putStream(k livehooks.StreamKey, s *livehooks.StreamState, gen uint64) {
 	if s != nil {
 		cp := *s
 		s = &cp
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCached {
-		c.m = map[livehooks.StreamKey]*livehooks.StreamState{}
-	}
-	c.m[k] = s
-}
-
-func (c *streamCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m = nil
+	c.streams.Put(k, s, gen)
 }

@@ -260,7 +260,7 @@ func (db *DB) DisableCallback(ctx context.Context, projectID, id, reason string)
 // configChanged empties the write path's config matches (cache.go). Config
 // writers call it inside their transaction: the write connection is theirs,
 // so no group commit can run between the change and the bump.
-func (db *DB) configChanged() { db.configGen.Add(1) }
+func (db *DB) configChanged() { db.cache.configs.Invalidate() }
 
 func disable(ctx context.Context, tx *sql.Tx, projectID, id, reason string, now time.Time) error {
 	if reason == "" {

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	msqlite "modernc.org/sqlite"
@@ -75,11 +74,8 @@ type DB struct {
 	// The last event pk and delivery id drawn. Only a write transaction
 	// touches them, and the single write connection runs one at a time.
 	nextPK, nextID int64
-	// configGen counts config changes; configCache and streamCache spare
-	// the write path its reads (cache.go).
-	configGen   atomic.Uint64
-	configCache configCache
-	streamCache streamCache
+	// cache spares the write path its reads (cache.go).
+	cache caches
 }
 
 var _ livehooks.Store = (*DB)(nil)

@@ -58,12 +58,13 @@ func (db *DB) WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx)
 		// Nothing of the transaction stays: neither its ids nor what the
 		// caches learnt from it.
 		db.nextPK, db.nextID = t.pk, t.id
-		db.streamCache.clear()
-		db.configGen.Add(1)
+		db.cache.streams.Invalidate()
+		db.cache.configs.Invalidate()
 		return err
 	}
+	gen := db.cache.streams.Gen()
 	for _, k := range t.streamOrder {
-		db.streamCache.put(k, t.streams[k])
+		db.cache.putStream(k, t.streams[k], gen)
 	}
 	return nil
 }
@@ -101,22 +102,12 @@ func (t *outboxTx) stmt(i int) *sql.Stmt {
 	return t.stmts[i]
 }
 
-func eventBit(et livehooks.EventType) uint8 {
-	for i, e := range livehooks.EventTypes {
-		if e == et {
-			return 1 << i
-		}
-	}
-	return 0
-}
-
 // match returns the config an event of (project, domain, app) goes to. The
-// answers are cached in the DB until a config changes (configGen): every
-// config write goes through this process's single write connection, which
-// bumps the generation inside its transaction.
+// answers are cached until a config changes (caches).
 func (t *outboxTx) match(ctx context.Context, project, domain, app string) (match, error) {
 	k := matchKey{project, domain, app}
-	if m, ok := t.db.configCache.get(k, t.db.configGen.Load()); ok {
+	gen := t.db.cache.configs.Gen()
+	if m, ok := t.db.cache.configs.Get(k); ok {
 		return m, nil
 	}
 	var (
@@ -129,12 +120,9 @@ func (t *outboxTx) match(ctx context.Context, project, domain, app string) (matc
 	} else if err != nil {
 		return match{}, fmt.Errorf("sqlite: match callback: %w", err)
 	} else {
-		for _, s := range storerow.SplitSubscription(subs) {
-			m.subs |= eventBit(s)
-		}
-		m.disabled = reason != ""
+		m.subs, m.disabled = storerow.SubscriptionMask(subs), reason != ""
 	}
-	t.db.configCache.put(k, m, t.db.configGen.Load())
+	t.db.cache.configs.Put(k, m, gen)
 	return m, nil
 }
 
@@ -165,32 +153,14 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		if err != nil {
 			return nil, err
 		}
-		if m.id == "" || m.disabled || m.subs&eventBit(e.Type) == 0 {
+		if m.id == "" || m.disabled || m.subs&storerow.EventMask(e.Type) == 0 {
 			continue
 		}
-		d := newDelivery(livehooks.WebhookID(e.ID, m.id), m.id, e, at)
+		d := storerow.NewDelivery(livehooks.WebhookID(e.ID, m.id), m.id, e, at)
 		t.deliveries = append(t.deliveries, &heldDelivery{d: d, event: he, node: node, nowUS: nowUS, call: t.calls})
 		out = append(out, d)
 	}
 	return out, nil
-}
-
-// newDelivery is a pending delivery of e to a config, created at.
-func newDelivery(webhookID, configID string, e *livehooks.Event, at time.Time) *livehooks.Delivery {
-	return &livehooks.Delivery{
-		WebhookID:   webhookID,
-		ProjectID:   e.ProjectID,
-		ConfigID:    configID,
-		Lane:        livehooks.LaneKey(configID, e.Stream),
-		EventID:     e.ID,
-		EventType:   e.Type,
-		Stream:      e.Stream,
-		Status:      livehooks.DeliveryPending,
-		NextAttempt: at,
-		CreatedAt:   at,
-		UpdatedAt:   at,
-		Event:       e,
-	}
 }
 
 // Requeue adds a new pending delivery for each of ds at the tail of its lane.
@@ -262,19 +232,11 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 	nowUS := micros(now)
 	t.calls++
 	for _, it := range items {
-		d := newDelivery(it.webhookID, it.configID, it.event, fromMicros(nowUS))
+		d := storerow.NewDelivery(it.webhookID, it.configID, it.event, fromMicros(nowUS))
 		t.deliveries = append(t.deliveries, &heldDelivery{d: d, eventPK: it.pk, node: node, nowUS: nowUS, call: t.calls})
 		out = append(out, d)
 	}
 	return out, nil
-}
-
-var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
-	livehooks.OutcomeSucceeded: livehooks.DeliverySucceeded,
-	livehooks.OutcomeRetry:     livehooks.DeliveryPending,
-	livehooks.OutcomeFailed:    livehooks.DeliveryFailed,
-	livehooks.OutcomeDead:      livehooks.DeliveryDead,
-	livehooks.OutcomeGone:      livehooks.DeliveryFailed,
 }
 
 // Record holds the attempts and the deliveries' new status until the flush.
@@ -285,23 +247,15 @@ var outcomeStatus = map[livehooks.Outcome]livehooks.DeliveryStatus{
 // state per result, in order, filled in when Write returns: the state of the
 // result's lane at the end of the transaction.
 func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, results []livehooks.Result) ([]livehooks.LaneState, error) {
-	for _, r := range results {
-		if r.Delivery == nil {
-			return nil, livehooks.Errorf(livehooks.EINVALID, "result without a delivery")
-		}
-		if _, ok := outcomeStatus[r.Outcome]; !ok {
-			return nil, livehooks.Errorf(livehooks.EINVALID, "unknown outcome %d", r.Outcome)
-		}
+	if err := storerow.CheckResults(results); err != nil {
+		return nil, err
 	}
 	states := make([]livehooks.LaneState, len(results))
 	nowUS := micros(now)
 	for i, r := range results {
-		states[i].Lane = r.Delivery.Lane
-		if states[i].Lane == "" {
-			states[i].Lane = livehooks.LaneKey(r.Delivery.ConfigID, r.Delivery.Stream)
-		}
+		states[i].Lane = storerow.ResultLane(r)
 		t.touch(states[i].Lane)
-		h := &heldResult{r: r, node: node, nowUS: nowUS, state: &states[i], status: outcomeStatus[r.Outcome]}
+		h := &heldResult{r: r, node: node, nowUS: nowUS, state: &states[i], status: storerow.OutcomeStatus(r.Outcome)}
 		t.results = append(t.results, h)
 		t.allResults = append(t.allResults, h)
 	}
@@ -311,9 +265,6 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 // disable disables a config inside the transaction (410 Gone) and forgets it
 // in the match cache, so that later events of this transaction skip it.
 func (t *outboxTx) disable(ctx context.Context, project, configID, reason string, now time.Time) error {
-	if reason == "" {
-		reason = "receiver answered 410 Gone"
-	}
 	if err := disable(ctx, t.tx, project, configID, reason, now); err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
 		return err
 	}

@@ -15,7 +15,7 @@ const streamColumns = `project_id, publish_domain, app, stream, state, task_id, 
 	file_started_at, published_at, over_at, next_file_at, updated_at`
 
 // A stream's state is read once (stmtStream) and then served from memory
-// (streamCache); puts are written in batches (batch.go).
+// (caches); puts are written in batches (batch.go).
 const (
 	streamSQL = `SELECT ` + streamColumns + ` FROM streams
 		WHERE project_id = ? AND publish_domain = ? AND app = ? AND stream = ?`
@@ -29,7 +29,8 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 		cp := *s
 		return &cp, nil
 	}
-	if s, ok := t.db.streamCache.get(key); ok {
+	gen := t.db.cache.streams.Gen()
+	if s, ok := t.db.cache.streams.Get(key); ok {
 		if s == nil {
 			return nil, nil
 		}
@@ -45,7 +46,7 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
 		&started, &published, &over, &nextFile, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		t.db.streamCache.put(key, nil)
+		t.db.cache.streams.Put(key, nil, gen)
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("sqlite: load stream: %w", err)
@@ -54,7 +55,7 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOptMicros(over), fromOptMicros(nextFile), fromMicros(updated)
 	// Nothing of this transaction is in the row (its puts are in
 	// t.streams): it is the committed state.
-	t.db.streamCache.put(key, &s)
+	t.db.cache.putStream(key, &s, gen)
 	cp := s
 	return &cp, nil
 }
