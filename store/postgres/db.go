@@ -116,6 +116,10 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
+	if err := db.openWriteConn(ctx); err != nil {
+		db.pool.Close()
+		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
+	}
 	return db, nil
 }
 
@@ -237,6 +241,11 @@ const preparedKey = "livehooks.prepared"
 // it caches by itself after any failed batch, to prepare them again in a
 // round trip of their own.
 func (db *DB) prepare(ctx context.Context, conn *pgx.Conn, sqls ...string) error {
+	return db.prepareCounted(ctx, conn, &db.roundTrips, sqls...)
+}
+
+// prepareCounted is prepare, counting its round trips in trips.
+func (db *DB) prepareCounted(ctx context.Context, conn *pgx.Conn, trips *atomic.Int64, sqls ...string) error {
 	data := conn.PgConn().CustomData()
 	done, _ := data[preparedKey].(map[string]bool)
 	if done == nil {
@@ -247,7 +256,7 @@ func (db *DB) prepare(ctx context.Context, conn *pgx.Conn, sqls ...string) error
 		if done[sql] {
 			continue
 		}
-		db.roundTrips.Add(1)
+		trips.Add(1)
 		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}

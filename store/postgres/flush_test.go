@@ -174,3 +174,85 @@ func TestFlushIsAtomic(t *testing.T) {
 		t.Fatalf("connection left in transaction status %c", status)
 	}
 }
+
+// TestRoundTrips counts Write's round trips: one per transaction once what
+// it reads is in memory, whatever the transaction holds; a read where it is
+// not; three when another node changed a stream it wrote (the failed
+// transaction, the stream read again, the transaction again).
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	a, b := openTest(t, url, Options{}), openTest(t, url, Options{})
+	c := testConfig("p1", "live")
+	c.NotifyEventSubscription = livehooks.EventTypes
+	if err := a.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	key := livehooks.StreamKey{ProjectID: "p1", PublishDomain: "d1.example.com", App: "live", Stream: "s1"}
+	step := func(tx livehooks.OutboxTx, stream string) ([]*livehooks.Delivery, error) {
+		k := key
+		k.Stream = stream
+		st, err := tx.Stream(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if st == nil {
+			st = &livehooks.StreamState{StreamKey: k, State: livehooks.StreamLive}
+		}
+		st.FileSeq++
+		st.UpdatedAt = time.Now()
+		if err := tx.PutStream(ctx, st); err != nil {
+			return nil, err
+		}
+		return tx.Enqueue(ctx, "A", time.Now(), []*livehooks.Event{testEvent("live", stream)})
+	}
+	trips := func(db *DB, fn func(tx livehooks.OutboxTx) error) int64 {
+		t.Helper()
+		before := db.WriteRoundTrips()
+		if err := db.Write(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+		return db.WriteRoundTrips() - before
+	}
+	// The first Write reads the config (a round trip of its own).
+	var ds []*livehooks.Delivery
+	if n := trips(a, func(tx livehooks.OutboxTx) (err error) { ds, err = step(tx, "s1"); return err }); n != 2 {
+		t.Fatalf("first write: %d round trips, want 2 (the config, the transaction)", n)
+	}
+	for i := range 5 {
+		var next []*livehooks.Delivery
+		n := trips(a, func(tx livehooks.OutboxTx) error {
+			next = nil
+			for s := range 10 {
+				got, err := step(tx, fmt.Sprintf("s%d", s))
+				if err != nil {
+					return err
+				}
+				next = append(next, got...)
+			}
+			var results []livehooks.Result
+			for _, d := range ds {
+				results = append(results, livehooks.Result{Delivery: d, Outcome: livehooks.OutcomeSucceeded,
+					Attempt: livehooks.Attempt{N: 1, StatusCode: 200}})
+			}
+			_, err := tx.Record(ctx, "A", time.Now(), results)
+			return err
+		})
+		if n != 1 {
+			t.Fatalf("write %d: %d round trips, want 1", i, n)
+		}
+		ds = next
+	}
+	// Node B writes s1 (B opened before A wrote it: it takes s1 as new,
+	// finds out, reads it and runs again); A's memory of s1 is out of date.
+	if err := b.Write(ctx, func(tx livehooks.OutboxTx) error { _, err := step(tx, "s1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if n := trips(a, func(tx livehooks.OutboxTx) error { _, err := step(tx, "s1"); return err }); n != 3 {
+		t.Fatalf("write after another node's: %d round trips, want 3", n)
+	}
+	var seq int
+	if err := rawConn(t, url).QueryRow(ctx, `SELECT file_seq FROM streams WHERE stream = 's1'`).Scan(&seq); err != nil || seq != 8 {
+		t.Fatalf("file_seq %d (%v), want 8: every transition applied once", seq, err)
+	}
+}

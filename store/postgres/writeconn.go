@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,29 @@ func (db *DB) acquire(ctx context.Context) (conn, error) {
 		w.conn = c
 	}
 	return conn{own: w}, nil
+}
+
+// writeSQL is every statement Write may send.
+func writeSQL() []string {
+	return []string{settingsSQL, checkMatchesSQL, checkRequeuesSQL, writeStreamsSQL, updateStreamsSQL, insertEventsSQL,
+		lockSQL, upsertLanesSQL, insertDeliveriesSQL, recordSQL, disableGoneSQL, deferLanesSQL, laneStatesSQL,
+		matchSQL, readStreamSQL, requeueEventsSQL, requeueConfigsSQL}
+}
+
+// openWriteConn connects Write's own connection and prepares Write's
+// statements on it, when the store opens: these round trips are the
+// connection's, not a transaction's.
+func (db *DB) openWriteConn(ctx context.Context) error {
+	c, err := db.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("write connection: %w", err)
+	}
+	defer c.release()
+	var setup atomic.Int64
+	if err := db.prepareCounted(ctx, c.Conn(), &setup, writeSQL()...); err != nil {
+		return fmt.Errorf("write connection: %w", err)
+	}
+	return nil
 }
 
 // release gives the connection back.
