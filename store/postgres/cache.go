@@ -29,53 +29,86 @@ type match struct {
 	disabled bool
 }
 
-// matchSQL reads the config an event goes to: the exact app before `*`.
-const matchSQL = `SELECT id, notify_event_subscription, disabled_reason FROM callbacks
-	WHERE project_id = $1 AND publish_domain = $2 AND app IN ($3, '*') ORDER BY app = '*' LIMIT 1`
+// domainKey is a publish domain of a project: the cache holds the configs
+// of a domain together, so that one read answers for every app.
+type domainKey struct{ project, domain string }
+
+// domainConfigs are a domain's configs by app, `*` included.
+type domainConfigs map[string]match
+
+// match returns the config an event of app goes to: the exact app's, else
+// the `*` one.
+func (dc domainConfigs) match(app string) match {
+	if m, ok := dc[app]; ok {
+		return m
+	}
+	return dc["*"]
+}
+
+// domainConfigsSQL reads the configs of a domain.
+const domainConfigsSQL = `SELECT app, id, notify_event_subscription, disabled_reason FROM callbacks
+	WHERE project_id = $1 AND publish_domain = $2`
 
 // loadMatches finds the configs that events go to, from the transaction,
-// else the cache, else the database, in one round trip for all the misses.
+// else the cache, else the database, in one round trip for all the domains
+// the cache does not hold.
 func (t *outboxTx) loadMatches(ctx context.Context, events []*livehooks.Event) error {
-	var misses []matchKey
+	var misses []domainKey
+	missing := map[domainKey]bool{}
 	for _, e := range events {
 		k := matchKey{e.ProjectID, e.PublishDomain, e.App}
 		if _, ok := t.matches[k]; ok {
 			continue
 		}
-		if m, ok := t.db.configs.Get(k); ok {
-			t.matches[k] = m
+		dk := domainKey{e.ProjectID, e.PublishDomain}
+		if dc, ok := t.db.configs.Get(dk); ok {
+			t.matches[k] = dc.match(e.App)
 			continue
 		}
-		t.matches[k] = match{} // until read, below; counted once
-		misses = append(misses, k)
+		if !missing[dk] {
+			missing[dk] = true
+			misses = append(misses, dk)
+		}
 	}
 	if len(misses) == 0 {
 		return nil
 	}
 	gen := t.db.configs.Gen()
-	conn, err := t.roundTrip(ctx, matchSQL)
+	conn, err := t.roundTrip(ctx, domainConfigsSQL)
 	if err != nil {
 		return fmt.Errorf("postgres: match callback: %w", err)
 	}
+	read := make(map[domainKey]domainConfigs, len(misses))
 	b := &pgx.Batch{}
-	for _, k := range misses {
-		b.Queue(matchSQL, k.project, k.domain, k.app).QueryRow(func(row pgx.Row) error {
-			var m match
-			var reason string
-			err := row.Scan(&m.id, &m.column, &reason)
-			if errors.Is(err, pgx.ErrNoRows) {
-				m = match{}
-			} else if err != nil {
-				return err
+	for _, dk := range misses {
+		b.Queue(domainConfigsSQL, dk.project, dk.domain).Query(func(rows pgx.Rows) error {
+			dc := domainConfigs{}
+			for rows.Next() {
+				var (
+					app, reason string
+					m           match
+				)
+				if err := rows.Scan(&app, &m.id, &m.column, &reason); err != nil {
+					return err
+				}
+				m.subs, m.disabled = storerow.SubscriptionMask(m.column), reason != ""
+				dc[app] = m
 			}
-			m.subs, m.disabled = storerow.SubscriptionMask(m.column), reason != ""
-			t.matches[k] = m
-			t.db.configs.Put(k, m, gen)
-			return nil
+			read[dk] = dc
+			t.db.configs.Put(dk, dc, gen)
+			return rows.Err()
 		})
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: match callback: %w", err)
+	}
+	for _, e := range events {
+		k := matchKey{e.ProjectID, e.PublishDomain, e.App}
+		if dc, ok := read[domainKey{k.project, k.domain}]; ok {
+			if _, done := t.matches[k]; !done {
+				t.matches[k] = dc.match(e.App)
+			}
+		}
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ type DB struct {
 	write      writeConn    // Write's own connection
 
 	// What Write reads from memory instead of the database; see cache.go.
-	configs storerow.Cache[matchKey, match]
+	configs storerow.Cache[domainKey, domainConfigs]
 	streams storerow.Cache[livehooks.StreamKey, cachedStream]
 	// allStreams is 1 + the generation of streams while it holds every
 	// stream that had a state when the store opened, 0 otherwise.

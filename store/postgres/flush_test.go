@@ -29,7 +29,7 @@ func TestWritePlans(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{"match", matchSQL, []any{"p", "d", "a"}},
+		{"domain configs", domainConfigsSQL, []any{"p", "d"}},
 		{"read stream", readStreamSQL, []any{"p", "d", "a", "s"}},
 		{"requeue events", requeueEventsSQL, []any{texts}},
 		{"requeue configs", requeueConfigsSQL, []any{texts}},

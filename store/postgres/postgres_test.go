@@ -562,7 +562,7 @@ func TestQueryPlans(t *testing.T) {
 		args []any
 		want []string
 	}{
-		{"match", matchSQL, []any{"p", "d", "a"}, nil},
+		{"domain configs", domainConfigsSQL, []any{"p", "d"}, nil},
 		{"lane deliveries", laneDeliveriesSQL, []any{"cfg/s", int64(0), 10}, []string{"deliveries_lane"}},
 		{"claim", claimLanesSQL, []any{"n", now, now, 10}, []string{"lanes_free", "lanes_leased"}},
 		{"renew", renewSQL, []any{"n", now}, []string{"lanes_owner"}},
