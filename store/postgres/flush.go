@@ -409,15 +409,21 @@ func (f *flushing) insertEvents() {
 		sizes, durations, starts, ends, widths, heights, errs, plays, occurred, created)
 }
 
-// lockExpr locks, in this order: the configs that a 410 disables (for update,
-// $1), the configs of the other results (key share, $2), every lane the
-// transaction touches ($3), each in key order (the "C" collation: byte order,
-// as Go sorts). DisableCallback and DeleteCallback lock a config first, then
-// its deliveries and lanes: they wait for this transaction rather than lock
-// what it waits for. Two transactions that touch the same lanes lock them in
-// the same order. The operands of + are evaluated in order.
+// lockExpr locks, in this order: the configs that a 410 disables ($1), the
+// configs of the other results ($2), every lane the transaction touches
+// ($3), each in key order (the "C" collation: byte order, as Go sorts).
+//
+// A config that a 410 disables is locked for update, as DisableCallback
+// does: that waits for the transactions that matched events to it (they
+// hold a key-share lock until they commit), so that their deliveries are
+// failed too, and the transactions that match events to it next wait for
+// this one and find it disabled. DisableCallback and DeleteCallback lock a
+// config first, then its deliveries and lanes: the key-share lock on the
+// configs of the results makes them wait for this transaction rather than
+// lock what it waits for. Two transactions that touch the same lanes lock
+// them in the same order. The operands of + are evaluated in order.
 func lockExpr(configs1, configs2, lanes int) string {
-	return fmt.Sprintf(`(SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($%d) ORDER BY id FOR NO KEY UPDATE) g)
+	return fmt.Sprintf(`(SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($%d) ORDER BY id FOR UPDATE) g)
 	+ (SELECT count(*) FROM (SELECT 1 FROM callbacks WHERE id = ANY($%d) ORDER BY id FOR KEY SHARE) c)
 	+ (SELECT count(*) FROM (SELECT 1 FROM lanes WHERE lane = ANY($%d) ORDER BY lane FOR UPDATE) l)`, configs1, configs2, lanes)
 }

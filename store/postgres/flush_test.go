@@ -256,3 +256,53 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatalf("file_seq %d (%v), want 8: every transition applied once", seq, err)
 	}
 }
+
+// A 410 recorded by one node while another enqueues to the same config
+// leaves no delivery of it pending: the enqueues before it are failed with
+// the others, those after it find the config disabled.
+func TestGoneWhileEnqueueing(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	a, b := openTest(t, url, Options{}), openTest(t, url, Options{})
+	for round := range 5 {
+		c := testConfig("p1", fmt.Sprintf("app%d", round))
+		if err := a.CreateCallback(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		var first []*livehooks.Delivery
+		if err := a.Write(ctx, func(tx livehooks.OutboxTx) (err error) {
+			first, err = tx.Enqueue(ctx, "A", time.Now(), []*livehooks.Event{testEvent(c.App, "s0")})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range 30 {
+				if err := b.Write(ctx, func(tx livehooks.OutboxTx) error {
+					_, err := tx.Enqueue(ctx, "B", time.Now(), []*livehooks.Event{testEvent(c.App, fmt.Sprintf("s%d", i%4))})
+					return err
+				}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+		if err := a.Write(ctx, func(tx livehooks.OutboxTx) error {
+			_, err := tx.Record(ctx, "A", time.Now(), []livehooks.Result{{Delivery: first[0], Outcome: livehooks.OutcomeGone,
+				Attempt: livehooks.Attempt{N: 1, StatusCode: 410}}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		ds, _, err := a.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p1", ConfigID: c.ID, Status: livehooks.DeliveryPending})
+		if err != nil || len(ds) != 0 {
+			t.Fatalf("round %d: %d deliveries of a config disabled by a 410 still pending (%v)", round, len(ds), err)
+		}
+	}
+	var lanes int
+	if err := rawConn(t, url).QueryRow(ctx, `SELECT count(*) FROM lanes`).Scan(&lanes); err != nil || lanes != 0 {
+		t.Fatalf("%d lanes left (%v)", lanes, err)
+	}
+}
