@@ -64,6 +64,8 @@ type server struct {
 	exited  chan struct{}
 	log     *lockedBuffer
 	starts  int
+	env     []string    // added to livehooks' environment
+	up      atomic.Bool // between a start and a kill or stop
 }
 
 func newServer(t *testing.T, dataDir string, args ...string) *server {
@@ -100,6 +102,9 @@ func (s *server) start() {
 	fmt.Fprintf(s.log, "--- start %d: %s\n", s.starts, strings.Join(args, " "))
 	s.starts++
 	cmd.Stdout, cmd.Stderr = s.log, s.log
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start livehooks: %v", err)
 	}
@@ -116,6 +121,7 @@ func (s *server) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				s.up.Store(true)
 				return
 			}
 		}
@@ -130,6 +136,7 @@ func (s *server) kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	s.up.Store(false)
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.exited
 	s.cmd = nil
@@ -140,6 +147,7 @@ func (s *server) stop() {
 	if s.cmd == nil {
 		return
 	}
+	s.up.Store(false)
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
@@ -215,6 +223,8 @@ type ledger struct {
 	order   []string         // order violations, described
 	unknown int              // receipts of events this test did not send
 	tries   map[string][]try // webhook-id → attempts, in arrival order
+	ackedAt map[int64]time.Time
+	firstAt map[int64]time.Time // seq → first 2xx receipt
 }
 
 type try struct {
@@ -223,13 +233,29 @@ type try struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{acked: map[int64]int{}, got: map[int64]int{}, last: map[int]int64{}, tries: map[string][]try{}}
+	return &ledger{acked: map[int64]int{}, got: map[int64]int{}, last: map[int]int64{}, tries: map[string][]try{},
+		ackedAt: map[int64]time.Time{}, firstAt: map[int64]time.Time{}}
 }
 
 func (l *ledger) ack(seq int64, stream int) {
 	l.mu.Lock()
 	l.acked[seq] = stream
+	l.ackedAt[seq] = time.Now()
 	l.mu.Unlock()
+}
+
+// slowest returns the longest time from an acknowledgement to the first
+// receipt of its event, among the events delivered.
+func (l *ledger) slowest() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var worst time.Duration
+	for seq, acked := range l.ackedAt {
+		if first, ok := l.firstAt[seq]; ok && first.Sub(acked) > worst {
+			worst = first.Sub(acked)
+		}
+	}
+	return worst
 }
 
 // attempt records an attempt that the receiver answered with status.
@@ -258,6 +284,7 @@ func (l *ledger) delivered(body []byte) {
 	if l.got[seq] > 1 {
 		return // a duplicate: order is about first deliveries
 	}
+	l.firstAt[seq] = time.Now()
 	if last, ok := l.last[stream]; ok && seq < last {
 		l.order = append(l.order, fmt.Sprintf("stream s%d: t%d delivered after t%d", stream, seq, last))
 	}
