@@ -1,4 +1,5 @@
 // Package postgres is the livehooks store on PostgreSQL (pgx), for several
-// livehooks nodes sharing one database: lanes are leased with FOR UPDATE SKIP
-// LOCKED, and nodes wake each other with LISTEN/NOTIFY (see DB.Listen).
+// livehooks nodes sharing one database: a group commit is one round trip
+// (DB.Write), lanes are leased with FOR UPDATE SKIP LOCKED, and nodes wake
+// each other with LISTEN/NOTIFY (see DB.Listen).
 package postgres

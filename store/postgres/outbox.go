@@ -76,8 +76,7 @@ type outboxTx struct {
 	// calls counts the calls of Enqueue, Requeue and Record: a delivery's
 	// LanePending counts what the calls after its own changed in its lane.
 	calls int
-	node  string    // the first node named: the notification's payload
-	now   time.Time // the latest now given
+	node  string // the first node named: the notification's payload
 
 	events   []bufferedEvent
 	eventIDs map[string]*livehooks.Event // the events to insert, by ID
@@ -147,8 +146,9 @@ func (t *outboxTx) roundTrip(ctx context.Context, sqls ...string) (*pgx.Conn, er
 	return conn, nil
 }
 
-// release rolls back a transaction that failed (another round trip) and
-// gives the connection back.
+// release gives the connection back. A transaction is never left open on it
+// (flush's pipeline commits or rolls back by itself), unless something
+// failed half-way: then it is rolled back first (another round trip).
 func (t *outboxTx) release(ctx context.Context) {
 	if t.c == nil {
 		return
@@ -165,13 +165,10 @@ func (t *outboxTx) release(ctx context.Context) {
 }
 
 // call starts a call of Enqueue, Requeue or Record.
-func (t *outboxTx) call(node string, now time.Time) {
+func (t *outboxTx) call(node string) {
 	t.calls++
 	if t.node == "" {
 		t.node = node
-	}
-	if now.After(t.now) {
-		t.now = now
 	}
 }
 
@@ -194,7 +191,7 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		return nil, nil
 	}
 	now = ts(now)
-	t.call(node, now)
+	t.call(node)
 	var fresh []*livehooks.Event
 	for _, e := range events {
 		if e.ID == "" {
@@ -342,7 +339,7 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		}
 		out[i] = storerow.NewDelivery(webhookID, d.ConfigID, e, now)
 	}
-	t.call(node, now)
+	t.call(node)
 	for i, d := range out {
 		t.plans = append(t.plans, planned{d: d, node: node, call: t.calls})
 		if t.requeueConfigs == nil {
@@ -369,7 +366,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 		return nil, err
 	}
 	now = ts(now)
-	t.call(node, now)
+	t.call(node)
 	states := make([]livehooks.LaneState, len(results))
 	for i, r := range results {
 		states[i].Lane = storerow.ResultLane(r)
