@@ -36,8 +36,13 @@ func (t *outboxTx) flush(ctx context.Context) error {
 	if len(t.streamOrder) == 0 && len(t.events) == 0 && len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 {
 		return nil
 	}
+	if err := t.connect(ctx); err != nil {
+		return fmt.Errorf("postgres: write: %w", err)
+	}
 	f := &flushing{t: t}
-	f.queue(settingsSQL)
+	if t.c.own == nil {
+		f.queue(settingsSQL)
+	}
 	f.checkMatches()
 	f.checkRequeues()
 	f.writeStreams()
@@ -84,17 +89,32 @@ func (f *flushing) queue(sql string, args ...any) *pgx.QueuedQuery {
 	return f.b.Queue(sql, args...)
 }
 
-// settingsSQL sets the transaction's lock timeout (see lockTimeout) and how
-// its statements are planned. Each of them looks up the rows of its arrays
-// by key, a few dozen at a time: an index lookup per row is the plan, however
-// small the planner believes a table to be (a new table is analyzed only
-// after a minute or more, and a table scan per transaction, or a hash of the
-// whole table, grows with the table). The plans are made once per
-// connection: planning each execution again costs as much as running some of
-// the statements.
-var settingsSQL = fmt.Sprintf(`SELECT set_config('lock_timeout', '%d', true), set_config('enable_seqscan', 'off', true),
-	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-	set_config('plan_cache_mode', 'force_generic_plan', true)`, lockTimeout.Milliseconds())
+// writeSettings are the settings of Write's transactions: the lock timeout
+// (see lockTimeout) and how their statements are planned. Each of them looks
+// up the rows of its arrays by key, a few dozen at a time: an index lookup
+// per row is the plan, however small the planner believes a table to be (a
+// new table is analyzed only after a minute or more, and a table scan per
+// transaction, or a hash of the whole table, grows with the table). The
+// plans are made once per connection: planning each execution again costs as
+// much as running some of the statements. Write's own connection has them
+// from the start; a transaction on a connection of the pool sets them first
+// (settingsSQL).
+var writeSettings = [][2]string{
+	{"lock_timeout", strconv.FormatInt(lockTimeout.Milliseconds(), 10)},
+	{"enable_seqscan", "off"},
+	{"enable_hashjoin", "off"},
+	{"enable_mergejoin", "off"},
+	{"plan_cache_mode", "force_generic_plan"},
+}
+
+// settingsSQL sets writeSettings for the transaction.
+var settingsSQL = func() string {
+	var sets []string
+	for _, kv := range writeSettings {
+		sets = append(sets, fmt.Sprintf("set_config('%s', '%s', true)", kv[0], kv[1]))
+	}
+	return "SELECT " + strings.Join(sets, ", ")
+}()
 
 // conflictMessage is the message of livehooks_conflict's error (migration
 // 0003); its DETAIL says what conflicted: "configs", "requeue",

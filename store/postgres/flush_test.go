@@ -219,6 +219,16 @@ func TestRoundTrips(t *testing.T) {
 	if n := trips(a, func(tx livehooks.OutboxTx) (err error) { ds, err = step(tx, "s1"); return err }); n != 2 {
 		t.Fatalf("first write: %d round trips, want 2 (the config, the transaction)", n)
 	}
+	// Write's own connection has its settings from the start.
+	for _, kv := range writeSettings {
+		var v string
+		if err := a.write.conn.QueryRow(ctx, "SELECT current_setting($1)", kv[0]).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if want := kv[1]; v != want && v != want+"ms" {
+			t.Fatalf("%s = %s on Write's connection, want %s", kv[0], v, want)
+		}
+	}
 	for i := range 5 {
 		var next []*livehooks.Delivery
 		n := trips(a, func(tx livehooks.OutboxTx) error {

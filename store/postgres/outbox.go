@@ -131,12 +131,8 @@ type deferred struct {
 // sqls, which it prepares first if the connection has not yet, and counts
 // the round trip as Write's.
 func (t *outboxTx) roundTrip(ctx context.Context, sqls ...string) (*pgx.Conn, error) {
-	if t.c == nil {
-		c, err := t.db.acquire(ctx)
-		if err != nil {
-			return nil, err
-		}
-		t.c = &c
+	if err := t.connect(ctx); err != nil {
+		return nil, err
 	}
 	conn := t.c.Conn()
 	if err := t.db.prepare(ctx, conn, sqls...); err != nil {
@@ -144,6 +140,19 @@ func (t *outboxTx) roundTrip(ctx context.Context, sqls ...string) (*pgx.Conn, er
 	}
 	t.db.roundTrips.Add(1)
 	return conn, nil
+}
+
+// connect acquires the transaction's connection, if it has none yet.
+func (t *outboxTx) connect(ctx context.Context) error {
+	if t.c != nil {
+		return nil
+	}
+	c, err := t.db.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	t.c = &c
+	return nil
 }
 
 // release gives the connection back. A transaction is never left open on it

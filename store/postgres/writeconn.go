@@ -62,6 +62,9 @@ func (db *DB) acquire(ctx context.Context) (conn, error) {
 	if w.conn == nil || w.conn.IsClosed() {
 		cfg := db.pool.Config().ConnConfig // a copy
 		cfg.RuntimeParams["application_name"] = writeApplication
+		for _, kv := range writeSettings {
+			cfg.RuntimeParams[kv[0]] = kv[1]
+		}
 		c, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			w.mu.Unlock()
