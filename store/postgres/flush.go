@@ -452,11 +452,12 @@ func lockExpr(configs1, configs2, lanes int) string {
 var lockSQL = `SELECT ` + lockExpr(1, 2, 3)
 
 // upsertLanesSQL takes the locks of lockExpr ($7, $8, $9), before anything
-// else, then creates each lane, owned by the enqueuing node and due now, or
-// counts more pending deliveries in it, in key order. Either way the lane's
-// row stays locked until commit.
+// else, then creates each lane, due now and owned by the enqueuing node or,
+// when its owner is "", free for its home node, or counts more pending
+// deliveries in it, in key order. Either way the lane's row stays locked
+// until commit.
 var upsertLanesSQL = `INSERT INTO lanes AS l (lane, config_id, pending, next_at, owner, lease_until)
-	SELECT lane, config_id, pending, next_at, owner, lease_until
+	SELECT lane, config_id, pending, next_at, NULLIF(owner, ''), CASE WHEN owner <> '' THEN lease_until END
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[])
 		WITH ORDINALITY AS u(lane, config_id, pending, next_at, owner, lease_until, ord)
 	WHERE ` + lockExpr(7, 8, 9) + ` >= 0
@@ -503,7 +504,9 @@ func (f *flushing) lockLanes() {
 			l.count++
 			continue
 		}
-		lanes[p.d.Lane] = &newLane{configID: p.d.ConfigID, owner: p.node, count: 1, at: p.d.NextAttempt}
+		// A new lane is the enqueuing node's when it is the lane's home
+		// (or no node list is known); else it is left free for its home.
+		lanes[p.d.Lane] = &newLane{configID: p.d.ConfigID, owner: t.db.newLaneOwner(p.d.Lane, p.node), count: 1, at: p.d.NextAttempt}
 	}
 	keys := sortedKeys(lanes)
 	n := len(keys)
