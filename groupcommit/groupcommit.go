@@ -30,7 +30,9 @@ type Options struct {
 	// MaxBatch caps the operations of one transaction.
 	MaxBatch int
 	// OnCommit receives the effects of each committed transaction, in commit
-	// order, from the committer's goroutine. It must not block for long.
+	// order, from one goroutine of the committer's (the one that syncs, with
+	// a DeferredSyncer store), once the transaction is durable. It must not
+	// block for long.
 	OnCommit func([]Effect)
 	Logger   *slog.Logger
 	Metrics  *metrics.Metrics
