@@ -50,14 +50,11 @@ type Options struct {
 // rather than spin on SQLITE_BUSY); reads use a separate pool that, in WAL
 // mode, never blocks the writer nor is blocked by it.
 type DB struct {
-	write *sql.DB
-	read  *sql.DB
-	// ckpt is the connection of checkpointLoop; stopCkpt ends the loop.
-	ckpt     *sql.DB
-	stopCkpt func()
-	cipher   livehooks.Cipher
-	clock    livehooks.Clock
-	lease    time.Duration
+	write  *sql.DB
+	read   *sql.DB
+	cipher livehooks.Cipher
+	clock  livehooks.Clock
+	lease  time.Duration
 
 	// stmts are prepared once on the write connection; a transaction binds
 	// them with Tx.StmtContext, which reuses the connection's prepared
@@ -138,11 +135,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	var err error
 	// BEGIN IMMEDIATE: a write transaction takes the lock when it starts, so
 	// it never fails half-way with SQLITE_BUSY upgrading a read lock.
-	// The writer never checkpoints (wal_autocheckpoint=0): a checkpoint
-	// copies pages into the database file and syncs it, and in a commit it
-	// would hold the write lock meanwhile. checkpointLoop does it beside
-	// the writer instead.
-	if db.write, err = sql.Open("sqlite", base+"&_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)"); err != nil {
+	if db.write, err = sql.Open("sqlite", base+"&_txlock=immediate&_pragma=journal_mode(WAL)"); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
 	}
 	db.write.SetMaxOpenConns(1)
@@ -166,48 +159,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
 	}
-	if db.ckpt, err = sql.Open("sqlite", base); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
-	}
-	db.ckpt.SetMaxOpenConns(1)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	var once sync.Once
-	db.stopCkpt = func() { once.Do(func() { close(stop); <-done }) }
-	go db.checkpointLoop(stop, done)
 	return db, nil
-}
-
-// checkpointInterval is how often checkpointLoop copies the WAL into the
-// database file; walTruncatePages is the WAL size past which it waits for
-// the writer to truncate it (passive checkpoints could not catch up).
-const (
-	checkpointInterval = 200 * time.Millisecond
-	walTruncatePages   = 16384
-)
-
-// checkpointLoop checkpoints the WAL on its own connection, without blocking
-// the writer (PASSIVE); SQLite restarts the WAL from its beginning at the
-// next commit after a checkpoint that copied all of it.
-func (db *DB) checkpointLoop(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(checkpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		var busy, log, copied int
-		if err := db.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied); err != nil {
-			continue // closing, or busy: the next round tries again
-		}
-		if log > walTruncatePages && copied < log {
-			_, _ = db.ckpt.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-		}
-	}
 }
 
 func (db *DB) init(ctx context.Context, path string) error {
@@ -262,13 +214,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the store. Transactions still running fail.
 func (db *DB) Close() error {
-	if db.stopCkpt != nil {
-		db.stopCkpt()
-	}
 	var errs []error
-	if db.ckpt != nil {
-		errs = append(errs, db.ckpt.Close())
-	}
 	errs = append(errs, db.multi.close())
 	for _, s := range db.stmts {
 		if s != nil {
