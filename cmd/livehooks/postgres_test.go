@@ -1,68 +1,24 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/livehooks/livehooks/signature"
+	"github.com/livehooks/livehooks/store/postgres/pgtest"
 )
 
 // testDatabaseURL creates a fresh PostgreSQL database, dropped when the test
-// ends, and returns its URL. The server is LIVEHOOKS_TEST_DATABASE_URL, by
-// default the test machines' 127.0.0.1:5432; without one the test is
-// skipped, or fails under CI.
-func testDatabaseURL(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("LIVEHOOKS_TEST_DATABASE_URL")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	ctx := context.Background()
-	exec := func(sql string) error {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(cctx, admin)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(cctx, sql)
-		return err
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "livehooks_test_" + hex.EncodeToString(b[:])
-	if err := exec("CREATE DATABASE " + name); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("PostgreSQL is not available (%v): start one on 127.0.0.1:5432 or set LIVEHOOKS_TEST_DATABASE_URL", err)
-		}
-		t.Fatalf("PostgreSQL is not available under CI: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
+// ends, and returns its URL (pgtest).
+func testDatabaseURL(t *testing.T) string { return pgtest.Database(t) }
 
 // TestServeWithPostgreSQL runs two serve nodes on one PostgreSQL database
 // (sharing a data directory too: it is locked only for SQLite). A config
