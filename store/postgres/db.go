@@ -290,14 +290,6 @@ func isUniqueViolation(err error) bool { return pgCode(err) == codeUniqueViolati
 // ts converts a time to what the store keeps: UTC, microseconds.
 func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// optTime stores a zero time as NULL.
-func optTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return ts(t)
-}
-
 // fromOpt reads a nullable timestamptz.
 func fromOpt(t *time.Time) time.Time {
 	if t == nil {

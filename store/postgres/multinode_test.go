@@ -447,7 +447,6 @@ func TestMultiNodeCrashLosesNothing(t *testing.T) {
 // pace; an event a node fails to acknowledge goes to the next one.
 type ingestLoad struct {
 	t       *testing.T
-	cfgApp  string
 	mu      sync.Mutex
 	nodes   []*node
 	acked   map[callback]time.Time // by stream and seq: when acknowledged
