@@ -3,12 +3,12 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // claimLanesSQL leases due lanes that are free or whose lease expired, from
@@ -45,11 +45,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 // lease, now and max (then any others), and returns the lanes it leased,
 // earliest next_at first.
 func (db *DB) claim(ctx context.Context, sql string, args ...any) ([]livehooks.Lane, error) {
-	type claimed struct {
-		lane   livehooks.Lane
-		nextAt time.Time
-	}
-	var got []claimed
+	var got []storerow.Claimed
 	err := db.writeTx(ctx, func(tx pgx.Tx) error {
 		got = got[:0]
 		rows, err := tx.Query(ctx, sql, args...)
@@ -58,8 +54,8 @@ func (db *DB) claim(ctx context.Context, sql string, args ...any) ([]livehooks.L
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var c claimed
-			if err := rows.Scan(&c.lane.Key, &c.lane.ConfigID, &c.nextAt); err != nil {
+			var c storerow.Claimed
+			if err := rows.Scan(&c.Lane.Key, &c.Lane.ConfigID, &c.NextAt); err != nil {
 				return err
 			}
 			got = append(got, c)
@@ -69,17 +65,7 @@ func (db *DB) claim(ctx context.Context, sql string, args ...any) ([]livehooks.L
 	if err != nil {
 		return nil, fmt.Errorf("postgres: claim lanes: %w", err)
 	}
-	sort.Slice(got, func(i, j int) bool {
-		if !got[i].nextAt.Equal(got[j].nextAt) {
-			return got[i].nextAt.Before(got[j].nextAt)
-		}
-		return got[i].lane.Key < got[j].lane.Key
-	})
-	lanes := make([]livehooks.Lane, len(got))
-	for i, c := range got {
-		lanes[i] = c.lane
-	}
-	return lanes, nil
+	return storerow.ClaimOrder(got), nil
 }
 
 // ownedSQL locks node's lanes in key order, the order Enqueue locks lanes

@@ -4,10 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // ClaimLanes leases to node, until now+lease, up to max lanes that are due
@@ -18,11 +18,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	if max <= 0 {
 		return nil, nil
 	}
-	type claimed struct {
-		lane   livehooks.Lane
-		nextAt int64
-	}
-	var got []claimed
+	var got []storerow.Claimed
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, claimLanesSQL, node, micros(now.Add(lease)), micros(now), max)
 		if err != nil {
@@ -30,10 +26,14 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var c claimed
-			if err := rows.Scan(&c.lane.Key, &c.lane.ConfigID, &c.nextAt); err != nil {
+			var (
+				c      storerow.Claimed
+				nextAt int64
+			)
+			if err := rows.Scan(&c.Lane.Key, &c.Lane.ConfigID, &nextAt); err != nil {
 				return err
 			}
+			c.NextAt = fromMicros(nextAt)
 			got = append(got, c)
 		}
 		return rows.Err()
@@ -41,17 +41,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim lanes: %w", err)
 	}
-	sort.Slice(got, func(i, j int) bool {
-		if got[i].nextAt != got[j].nextAt {
-			return got[i].nextAt < got[j].nextAt
-		}
-		return got[i].lane.Key < got[j].lane.Key
-	})
-	lanes := make([]livehooks.Lane, len(got))
-	for i, c := range got {
-		lanes[i] = c.lane
-	}
-	return lanes, nil
+	return storerow.ClaimOrder(got), nil
 }
 
 // RenewLeases extends every lease node holds to until.

@@ -1,6 +1,8 @@
 package storerow
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -202,4 +204,26 @@ func GoneReason(r livehooks.Result) string {
 		return "receiver answered 410 Gone"
 	}
 	return r.Reason
+}
+
+// Claimed is a lane a claim leased and when it fell due.
+type Claimed struct {
+	Lane   livehooks.Lane
+	NextAt time.Time
+}
+
+// ClaimOrder returns the claimed lanes earliest due first (then by key), the
+// order ClaimLanes promises.
+func ClaimOrder(got []Claimed) []livehooks.Lane {
+	slices.SortFunc(got, func(a, b Claimed) int {
+		if c := a.NextAt.Compare(b.NextAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Lane.Key, b.Lane.Key)
+	})
+	lanes := make([]livehooks.Lane, len(got))
+	for i, c := range got {
+		lanes[i] = c.Lane
+	}
+	return lanes
 }
