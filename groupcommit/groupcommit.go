@@ -75,7 +75,9 @@ type Committer struct {
 	opts    Options
 	ops     chan *op
 	stopped chan struct{}
-	once    sync.Once
+	// finished is closed when Run has answered every write it took.
+	finished chan struct{}
+	once     sync.Once
 	// syncs carries committed transactions to syncLoop when the store
 	// leaves the fsync to the committer; nil otherwise.
 	syncs chan committed
@@ -107,7 +109,7 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 	if opts.OnCommit == nil {
 		opts.OnCommit = func([]Effect) {}
 	}
-	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), stopped: make(chan struct{})}
+	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), stopped: make(chan struct{}), finished: make(chan struct{})}
 }
 
 // ErrClosed is returned for writes submitted after Run returned.
@@ -129,6 +131,9 @@ func (c *Committer) submit(ctx context.Context, o *op) (Effect, error) {
 	case r := <-o.done:
 		return r.effect, r.err
 	case <-c.stopped:
+		// Run answers every write it took, those still waiting for their
+		// fsync included, before it returns.
+		<-c.finished
 		select {
 		case r := <-o.done:
 			return r.effect, r.err
@@ -176,6 +181,7 @@ func (c *Committer) Apply(ctx context.Context, fn ApplyFunc) error {
 // Run commits batches until ctx is done and the queue is drained; writes
 // submitted after that fail with ErrClosed.
 func (c *Committer) Run(ctx context.Context) {
+	defer close(c.finished) // after the fsyncs below
 	if ds, ok := c.outbox.(DeferredSyncer); ok {
 		c.syncs = make(chan committed, maxUnsynced)
 		c.unsynced = make(chan struct{}, maxUnsynced)

@@ -24,6 +24,8 @@ type countingStore struct {
 	writes   atomic.Int64
 	fail     atomic.Bool
 	failSync atomic.Bool
+	// syncGate, when set, holds every Sync until it is closed.
+	syncGate chan struct{}
 }
 
 func (s *countingStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
@@ -42,6 +44,9 @@ func (s *countingStore) WriteDeferSync(ctx context.Context, fn func(tx livehooks
 }
 
 func (s *countingStore) Sync() error {
+	if s.syncGate != nil {
+		<-s.syncGate
+	}
 	if s.failSync.Load() {
 		return errors.New("fsync: input/output error")
 	}
@@ -206,6 +211,47 @@ func TestSyncFailureIsUnavailable(t *testing.T) {
 	if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")}); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
+}
+
+// TestShutdownAnswersWritesWaitingForSync: a write that committed and waits
+// for its fsync when the committer stops gets its real outcome once the
+// fsync is done, not ErrClosed (which would have its caller send it again).
+func TestShutdownAnswersWritesWaitingForSync(t *testing.T) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	c, _ := aesgcm.New(key)
+	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/gc.db", Cipher: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store := &countingStore{DB: db, syncGate: make(chan struct{})}
+	gc := groupcommit.New(store, groupcommit.Options{Node: "n1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { gc.Run(ctx); close(ran) }()
+	answer := make(chan error, 1)
+	go func() {
+		_, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")})
+		answer <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); store.writes.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the write never reached the store")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel() // the committer stops while the write waits for its fsync
+	select {
+	case err := <-answer:
+		t.Fatalf("answered before its fsync: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(store.syncGate)
+	if err := <-answer; err != nil {
+		t.Fatalf("a write committed and synced at shutdown: %v, want success", err)
+	}
+	<-ran
 }
 
 // TestStoreFailureIsUnavailable: when the store cannot write, every caller
