@@ -59,7 +59,9 @@ func hexID() string {
 	return hex.EncodeToString(b)
 }
 
-func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *groupcommit.Committer, *livehooks.CallbackConfig) {
+// openStore opens a countingStore on a fresh SQLite file, closed when the
+// test ends.
+func openStore(t *testing.T) *countingStore {
 	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -68,7 +70,14 @@ func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &countingStore{DB: db}
+	t.Cleanup(func() { db.Close() })
+	return &countingStore{DB: db}
+}
+
+func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *groupcommit.Committer, *livehooks.CallbackConfig) {
+	t.Helper()
+	store := openStore(t)
+	db := store.DB
 	cfg := &livehooks.CallbackConfig{ID: hexID(), ProjectID: "p", PublishDomain: "push.example.com", App: "live",
 		NotifyCallbackURL: "http://127.0.0.1:1/cb", NotifyEventSubscription: livehooks.EventTypes, SignType: "HMACSHA256",
 		CreateTime: time.Now(), UpdateTime: time.Now()}
@@ -79,7 +88,7 @@ func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { gc.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; db.Close() })
+	t.Cleanup(func() { cancel(); <-done })
 	return store, gc, cfg
 }
 
@@ -217,15 +226,8 @@ func TestSyncFailureIsUnavailable(t *testing.T) {
 // for its fsync when the committer stops gets its real outcome once the
 // fsync is done, not ErrClosed (which would have its caller send it again).
 func TestShutdownAnswersWritesWaitingForSync(t *testing.T) {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	c, _ := aesgcm.New(key)
-	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/gc.db", Cipher: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	store := &countingStore{DB: db, syncGate: make(chan struct{})}
+	store := openStore(t)
+	store.syncGate = make(chan struct{})
 	gc := groupcommit.New(store, groupcommit.Options{Node: "n1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
