@@ -651,6 +651,21 @@ func maxWait() time.Duration {
 	return 10 * time.Second
 }
 
+// startLoadedCluster starts a node of each id on a fresh database with the
+// default lease, a receiver, its config, and a load posting through every
+// node (not started yet).
+func startLoadedCluster(t *testing.T, ids ...string) ([]*node, *gatedReceiver, *ingestLoad) {
+	t.Helper()
+	url := testDatabase(t)
+	rcv := newGatedReceiver(t)
+	var nodes []*node
+	for _, id := range ids {
+		nodes = append(nodes, startNodeWith(t, url, id, testLogger(), DefaultLease))
+	}
+	newMultiNodeConfig(t, nodes[0], rcv)
+	return nodes, rcv, newIngestLoad(t, nodes...)
+}
+
 // TestMultiNodeSpreadsLanes runs three nodes on one database under load,
 // each stream's consecutive events posted to different nodes: every node
 // delivers a fair share (the lanes' homes spread over the nodes, whichever
@@ -658,15 +673,8 @@ func maxWait() time.Duration {
 func TestMultiNodeSpreadsLanes(t *testing.T) {
 	t.Parallel()
 	oneLoadAtATime(t)
-	url := testDatabase(t)
-	rcv := newGatedReceiver(t)
 	ids := []string{"node-a", "node-b", "node-c"}
-	var nodes []*node
-	for _, id := range ids {
-		nodes = append(nodes, startNodeWith(t, url, id, testLogger(), DefaultLease))
-	}
-	newMultiNodeConfig(t, nodes[0], rcv)
-	load := newIngestLoad(t, nodes...)
+	nodes, rcv, load := startLoadedCluster(t, ids...)
 	start := time.Now()
 	stop := load.start(loadStreams, 0, loadInterval)
 	<-time.After(5 * time.Second) // the load's duration
@@ -696,15 +704,8 @@ func TestMultiNodeSpreadsLanes(t *testing.T) {
 func TestMultiNodeCrashTakenOverInSeconds(t *testing.T) {
 	t.Parallel()
 	oneLoadAtATime(t)
-	url := testDatabase(t)
-	rcv := newGatedReceiver(t)
 	ids := []string{"node-a", "node-b", "node-c"}
-	var nodes []*node
-	for _, id := range ids {
-		nodes = append(nodes, startNodeWith(t, url, id, testLogger(), DefaultLease))
-	}
-	newMultiNodeConfig(t, nodes[0], rcv)
-	load := newIngestLoad(t, nodes...)
+	nodes, rcv, load := startLoadedCluster(t, ids...)
 	stop := load.start(loadStreams, 0, loadInterval)
 
 	victim := nodes[2]

@@ -245,20 +245,7 @@ func TestClaimHomeLanesPlan(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(ctx, "EXPLAIN "+claimHomeLanesSQL, "n", time.Now(), time.Now(), 10, []string{"n", "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, line)
-	}
-	rows.Close()
-	text := strings.Join(plan, "\n")
+	text := explain(t, conn, "claim home lanes", claimHomeLanesSQL, "n", time.Now(), time.Now(), 10, []string{"n", "m"})
 	for _, idx := range []string{"lanes_free", "lanes_leased", "lanes_owner"} {
 		if !strings.Contains(text, idx) {
 			t.Errorf("claim does not use %s:\n%s", idx, text)

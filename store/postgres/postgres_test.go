@@ -39,6 +39,25 @@ func testEvent(app, stream string) *livehooks.Event {
 }
 
 // rawConn connects to the database of url directly, bypassing the store.
+// explain returns the plan of a query with its arguments, one line a node.
+func explain(t *testing.T, conn *pgx.Conn, name, sql string, args ...any) string {
+	t.Helper()
+	rows, err := conn.Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	rows.Close()
+	return strings.Join(plan, "\n")
+}
+
 func rawConn(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, url)
@@ -575,20 +594,7 @@ func TestQueryPlans(t *testing.T) {
 		{"fail pending of a config", failPendingSQL, []any{lo, hi, "cfg", "gone", now}, []string{"deliveries_lane"}},
 		{"lanes of a config", deleteConfigLanesSQL, []any{lo, hi, "cfg"}, []string{"lanes_pkey"}},
 	} {
-		rows, err := conn.Query(ctx, "EXPLAIN "+tc.sql, tc.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		rows.Close()
-		text := strings.Join(plan, "\n")
+		text := explain(t, conn, tc.name, tc.sql, tc.args...)
 		for _, idx := range tc.want {
 			if !strings.Contains(text, idx) {
 				t.Errorf("%s does not use %s:\n%s", tc.name, idx, text)
