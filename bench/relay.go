@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,28 +62,14 @@ func startRelay(ctx context.Context, e *env, rcv []*receiver) (*relayProc, error
 		return nil, fmt.Errorf("start relay: %w", err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("relay exited before it was ready:\n%s", p.out.String())
-		case <-ctx.Done():
-			p.stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if resp, err := http.Get(p.base + "/readyz"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("relay not ready after 10s:\n%s", p.out.String())
-		}
+	switch err := waitReady(ctx, p.base, p.exited, 10*time.Second, 20*time.Millisecond); {
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("relay exited before it was ready:\n%s", p.out.String())
+	case err != nil:
+		p.stop()
+		return nil, fmt.Errorf("relay: %w:\n%s", err, p.out.String())
 	}
+	return p, nil
 }
 
 func (p *relayProc) stop() {

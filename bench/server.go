@@ -193,26 +193,39 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 		logFile.Close()
 		close(s.exited)
 	}()
-	deadline := time.Now().Add(60 * time.Second)
+	switch err := waitReady(ctx, s.base, s.exited, 60*time.Second, 50*time.Millisecond); {
+	case errors.Is(err, errExited):
+		return nil, fmt.Errorf("livehooks exited before it was ready (%v):\n%s", s.exitErr, s.stderr.String())
+	case err != nil:
+		s.kill()
+		return nil, fmt.Errorf("livehooks: %w:\n%s", err, s.stderr.String())
+	}
+	return s, nil
+}
+
+var errExited = errors.New("exited before it was ready")
+
+// waitReady polls base+"/readyz" every interval until it answers 200, the
+// process exits (errExited), ctx ends or timeout passes.
+func waitReady(ctx context.Context, base string, exited <-chan struct{}, timeout, interval time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case <-s.exited:
-			return nil, fmt.Errorf("livehooks exited before it was ready (%v):\n%s", s.exitErr, s.stderr.String())
+		case <-exited:
+			return errExited
 		case <-ctx.Done():
-			s.kill()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+			return ctx.Err()
+		case <-time.After(interval):
 		}
-		resp, err := http.Get(s.base + "/readyz")
-		if err == nil {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			s.kill()
-			return nil, fmt.Errorf("livehooks not ready after 60s:\n%s", s.stderr.String())
+			return fmt.Errorf("not ready after %v", timeout)
 		}
 	}
 }
