@@ -155,10 +155,9 @@ var multiSQL = map[string]struct {
 
 // heldEvent is an event waiting to be written.
 type heldEvent struct {
-	e      *livehooks.Event
-	pk     int64 // 0 until written; -1 when it was stored already (skipped)
-	nowUS  int64
-	stored bool
+	e     *livehooks.Event
+	pk    int64 // 0 until written; -1 when it was stored already (skipped)
+	nowUS int64
 }
 
 // heldDelivery is a delivery waiting to be written, or written and waiting
@@ -245,7 +244,7 @@ func (t *outboxTx) flushEvents() error {
 			continue
 		}
 		t.db.nextPK++
-		h.pk, h.stored = t.db.nextPK, true
+		h.pk = t.db.nextPK
 		e := h.e
 		args = append(args, h.pk, e.ID, e.ProjectID, string(e.Type), e.PublishDomain, e.App,
 			e.Stream, e.TaskID, e.JobID, e.RecordFormat, e.DownloadURL, e.AssetID, e.FileSize, e.RecordDuration,
@@ -271,7 +270,7 @@ func (t *outboxTx) flushDeliveries() error {
 			continue
 		}
 		if h.event != nil {
-			if !h.event.stored {
+			if h.event.pk <= 0 { // stored before: skipped
 				h.skipped = true
 				continue
 			}
