@@ -46,6 +46,8 @@ type serveOptions struct {
 	shutdownTimeout   time.Duration
 	recordingConfig   string
 	nginxControlURL   string
+	tlsCert           string
+	tlsKey            string
 
 	nodeID         string
 	nodeHeartbeat  time.Duration
@@ -67,7 +69,12 @@ func newServeCommand(e *env) *cobra.Command {
 		Long: `Run the livehooks service.
 
 With no flags it keeps its state in ./data (embedded SQLite), generates
-credentials there on first start, and listens on 127.0.0.1:8080.`,
+credentials there on first start, and listens on 127.0.0.1:8080 (plain HTTP).
+
+With --tls-cert and --tls-key it serves HTTPS (TLS 1.2 or newer, HTTP/2) and
+re-reads the two PEM files when they change, so a renewed certificate is
+served without a restart; a pair that does not load leaves the previous one
+in service (and is logged).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), e, o)
@@ -113,6 +120,10 @@ credentials there on first start, and listens on 127.0.0.1:8080.`,
 	envFlag(fs, "recording-config", "LIVEHOOKS_RECORDING_CONFIG")
 	fs.StringVar(&o.nginxControlURL, "nginx-control-url", "", "nginx rtmp_control URL (http://HOST:PORT/control[?rec=NAME]): livehooks starts nginx's recorder of each stream it records, for \"record all manual\" (on-demand recording)")
 	envFlag(fs, "nginx-control-url", "LIVEHOOKS_NGINX_CONTROL_URL")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key); re-read when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert; re-read when it changes")
+	envFlag(fs, "tls-cert", "LIVEHOOKS_TLS_CERT")
+	envFlag(fs, "tls-key", "LIVEHOOKS_TLS_KEY")
 	return cmd
 }
 
@@ -151,6 +162,10 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		return err
 	}
 	tuneGC(e.getenv)
+	certs, err := newCertReloader(o.tlsCert, o.tlsKey, logger)
+	if err != nil {
+		return err
+	}
 	if o.nodeTimeout < 2*o.nodeHeartbeat {
 		return fmt.Errorf("--node-timeout (%v) must be at least twice --node-heartbeat (%v)", o.nodeTimeout, o.nodeHeartbeat)
 	}
@@ -288,6 +303,12 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	scheme := "http"
+	if certs != nil {
+		srv.TLSConfig, scheme = certs.tlsConfig(), "https"
+	} else if !isLoopback(ln.Addr()) {
+		logger.Warn("serving plain HTTP on a non-loopback address: tokens and signatures cross the network in clear; use --tls-cert/--tls-key or a TLS-terminating proxy", "addr", ln.Addr().String())
+	}
 
 	// Shutdown runs in the reverse order of the data flow: stop taking
 	// requests (in-flight ingests finish and commit), then let the dispatcher
@@ -313,9 +334,15 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		go file.watch(ctx, logger)
 	}
 
-	logger.Info("livehooks listening", "addr", ln.Addr().String(), "data_dir", o.dataDir, "node", node, "version", version)
+	logger.Info("livehooks listening", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", o.dataDir, "node", node, "version", version)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if certs != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	var runErr error
 	select {
 	case err := <-errc:
