@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,13 +115,14 @@ func TestProbeMatchesFFprobe(t *testing.T) {
 		{"av.flv", av, nil},
 		{"av.mp4", av, []string{"-movflags", "+faststart"}},
 		{"av-frag.mp4", av, []string{"-movflags", "+frag_keyframe+empty_moov+default_base_moof"}},
+		{"av.ts", av, nil},
 		{"av-hls/index.m3u8", av, hls},
 		{"av-fmp4/index.m3u8", av, append(append([]string(nil), hls...), "-hls_segment_type", "fmp4")},
 		{"a.flv", audio, nil},
 		{"a.mp4", audio, nil},
 		{"a-hls/index.m3u8", audio, hls},
 	}
-	formats := map[string]string{".flv": livehooks.FormatFLV, ".mp4": livehooks.FormatMP4, ".m3u8": livehooks.FormatHLS}
+	formats := map[string]string{".flv": livehooks.FormatFLV, ".mp4": livehooks.FormatMP4, ".m3u8": livehooks.FormatHLS, ".ts": livehooks.FormatHLS}
 	for _, o := range outputs {
 		t.Run(o.name, func(t *testing.T) {
 			out := filepath.Join(dir, o.name)
@@ -132,7 +134,7 @@ func TestProbeMatchesFFprobe(t *testing.T) {
 
 			want := ffprobeInfo(t, ffprobe, out)
 			want.Format = formats[filepath.Ext(out)]
-			if want.Format == livehooks.FormatHLS {
+			if filepath.Ext(out) == ".m3u8" {
 				want.Size = dirSize(t, filepath.Dir(out))
 			} else {
 				fi, err := os.Stat(out)
@@ -151,4 +153,64 @@ func TestProbeMatchesFFprobe(t *testing.T) {
 			checkInfo(t, got, want)
 		})
 	}
+}
+
+// TestProbeTSSegments cuts a 1280x720 stream into MPEG-TS segments the way
+// MediaMTX records with recordFormat mpegts (each segment starts on a
+// keyframe, timestamps continue across segments) and compares each with
+// ffprobe's video stream; an audio-only segment's duration is estimated
+// from its PES timestamps.
+func TestProbeTSSegments(t *testing.T) {
+	ffmpeg, ffprobe := requireFFmpeg(t)
+	t.Parallel()
+	dir := t.TempDir()
+	q := []string{"-hide_banner", "-loglevel", "error", "-y"}
+	run(t, ffmpeg, append(q, "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "1",
+		"-f", "segment", "-segment_format", "mpegts", "-segment_time", "2", filepath.Join(dir, "seg%d.ts"))...)
+	segs, err := filepath.Glob(filepath.Join(dir, "seg*.ts"))
+	if err != nil || len(segs) < 2 {
+		t.Fatalf("ffmpeg wrote %v (%v), want several segments", segs, err)
+	}
+	var total time.Duration
+	for _, seg := range segs {
+		got, err := media.Probe(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := media.Info{Format: livehooks.FormatHLS, Size: fi.Size(), Duration: ffprobeVideoDuration(t, ffprobe, seg), Width: 1280, Height: 720, HasVideo: true}
+		checkInfo(t, got, want)
+		total += got.Duration
+	}
+	if d := total - 5*time.Second; d > tolerance || d < -tolerance {
+		t.Errorf("segments total %v, want 5s", total)
+	}
+
+	audio := filepath.Join(dir, "audio.ts")
+	run(t, ffmpeg, append(q, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3", "-c:a", "aac", "-ac", "1", audio)...)
+	got, err := media.Probe(audio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Several AAC frames share a PES packet: the last packet's length is
+	// estimated, so the duration is within a PES of the truth.
+	if d := got.Duration - 3*time.Second; got.Format != livehooks.FormatHLS || got.HasVideo || got.Width != 0 || d > 300*time.Millisecond || d < -300*time.Millisecond {
+		t.Errorf("audio-only TS: %+v, want HLS, no video, about 3s", got)
+	}
+}
+
+// ffprobeVideoDuration is ffprobe's duration of a file's video stream.
+func ffprobeVideoDuration(t *testing.T, ffprobe, path string) time.Duration {
+	t.Helper()
+	out := run(t, ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=duration", "-of", "csv=p=0", path)
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n") // the stream is listed again under its program
+	sec, err := strconv.ParseFloat(first, 64)
+	if err != nil {
+		t.Fatalf("ffprobe video duration %q: %v", out, err)
+	}
+	return time.Duration(sec * float64(time.Second))
 }

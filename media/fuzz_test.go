@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/livehooks/livehooks/media"
 )
@@ -53,6 +54,26 @@ func FuzzProbeMP4(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := media.ProbeMP4(bytes.NewReader(data))
 		checkProbe(t, info, err, len(data))
+	})
+}
+
+// FuzzProbeTSFile fuzzes the probe of a lone MPEG-TS file (MediaMTX's
+// recordFormat mpegts): the head scan for the picture and first timestamp,
+// the tail scan for the last.
+func FuzzProbeTSFile(f *testing.F) {
+	for _, name := range []string{"hls/seg0.ts", "hls/seg1.ts"} {
+		b := mustReadF(f, filepath.Join("testdata", name))
+		f.Add(b)
+		f.Add(b[:188*4])
+		f.Add(b[len(b)/2:])
+	}
+	f.Add(bytes.Repeat([]byte{0x47, 0x40, 0x00, 0x10}, 47))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := media.ProbeTS(bytes.NewReader(data), int64(len(data)))
+		checkProbe(t, info, err, len(data))
+		if err == nil && info.Duration > 1<<33*time.Second/90000 {
+			t.Fatalf("duration %v beyond the PTS clock's range", info.Duration)
+		}
 	})
 }
 

@@ -26,14 +26,16 @@ var (
 
 // Info is what a probe learns about a recording.
 type Info struct {
-	// Format is livehooks.FormatFLV, livehooks.FormatMP4 or livehooks.FormatHLS.
+	// Format is livehooks.FormatFLV, livehooks.FormatMP4 or livehooks.FormatHLS
+	// (an HLS playlist, or a single MPEG-TS segment).
 	Format string
 	// Size in bytes; for HLS the playlist plus every file it lists (each
 	// counted once).
 	Size int64
 	// Duration of the media: the span of the tags' timestamps in FLV, the
 	// movie (or longest track, or summed fragments) in MP4, the sum of the
-	// EXTINF durations in HLS.
+	// EXTINF durations in HLS, the span of the presentation timestamps in
+	// MPEG-TS.
 	Duration time.Duration
 	// Width and Height of the video in pixels, as the H.264 SPS (FLV, HLS/TS)
 	// or the sample entry (MP4) code them; 0 when unknown or no video.
@@ -55,8 +57,8 @@ const (
 )
 
 // Probe reads the recording at path. The parser is chosen by extension
-// (.flv; .mp4, .m4v, .mov; .m3u8); for any other extension the content
-// decides (FLV signature, MP4 box, #EXTM3U).
+// (.flv; .mp4, .m4v, .mov; .m3u8; .ts); for any other extension the content
+// decides (FLV signature, MP4 box, #EXTM3U, TS sync bytes).
 func Probe(path string) (Info, error) {
 	info, err := probe(path)
 	if err != nil {
@@ -74,6 +76,8 @@ func probe(path string) (Info, error) {
 		kind = livehooks.FormatMP4
 	case ".m3u8":
 		return ProbeHLS(path)
+	case ".ts":
+		kind = formatTS
 	}
 
 	f, err := os.Open(path)
@@ -100,6 +104,8 @@ func probe(path string) (Info, error) {
 		return ProbeMP4(io.NewSectionReader(f, 0, st.Size()))
 	case livehooks.FormatHLS:
 		return ProbeHLS(path)
+	case formatTS:
+		return ProbeTS(f, st.Size())
 	}
 	return Info{}, fmt.Errorf("%w: unrecognised file format", ErrUnsupported)
 }
@@ -107,9 +113,12 @@ func probe(path string) (Info, error) {
 // mp4TopLevel are box types that open an MP4 (or QuickTime, or fMP4 segment) file.
 var mp4TopLevel = []string{"ftyp", "styp", "moov", "moof", "mdat", "free", "skip", "wide", "pnot", "sidx"}
 
+// formatTS is the kind of a lone MPEG-TS file (reported as HLS).
+const formatTS = "TS"
+
 // sniff names the format of r from its first bytes, or "" when unknown.
 func sniff(r io.ReaderAt) (string, error) {
-	head := make([]byte, 16)
+	head := make([]byte, 2*tsPacketSize+1)
 	n, err := r.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
@@ -120,6 +129,8 @@ func sniff(r io.ReaderAt) (string, error) {
 		return livehooks.FormatFLV, nil
 	case bytes.HasPrefix(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), []byte("#EXTM3U")):
 		return livehooks.FormatHLS, nil
+	case len(head) > 2*tsPacketSize && head[0] == tsSync && head[tsPacketSize] == tsSync && head[2*tsPacketSize] == tsSync:
+		return formatTS, nil
 	case len(head) >= 8:
 		for _, t := range mp4TopLevel {
 			if string(head[4:8]) == t {

@@ -46,6 +46,11 @@ func TestProbeFixtures(t *testing.T) {
 		{"hls/index.m3u8", livehooks.FormatHLS, 165 + 16544 + 15604, seconds(2.0), 320, 180, true},
 		{"hls/master.m3u8", livehooks.FormatHLS, 121 + 165 + 16544 + 15604, seconds(2.0), 320, 180, true},
 		{"hls-fmp4/index.m3u8", livehooks.FormatHLS, 193 + 1353 + 12202 + 12033, seconds(2.0), 256, 144, true},
+		// A lone MPEG-TS segment (MediaMTX's recordFormat mpegts): ffprobe's
+		// video stream duration (its format duration, 1.023 and 1.0, counts
+		// the audio that starts before the video in seg0).
+		{"hls/seg0.ts", livehooks.FormatHLS, 16544, seconds(1.0), 320, 180, true},
+		{"hls/seg1.ts", livehooks.FormatHLS, 15604, seconds(1.0), 320, 180, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -92,7 +97,8 @@ func TestProbeSniffsUnknownExtensions(t *testing.T) {
 	copyFile(t, "testdata/hls/index.m3u8", filepath.Join(dir, "c.txt"))
 	copyFile(t, "testdata/hls/seg0.ts", filepath.Join(dir, "seg0.ts"))
 	copyFile(t, "testdata/hls/seg1.ts", filepath.Join(dir, "seg1.ts"))
-	for name, want := range map[string]string{"a.bin": livehooks.FormatFLV, "b": livehooks.FormatMP4, "c.txt": livehooks.FormatHLS} {
+	copyFile(t, "testdata/hls/seg0.ts", filepath.Join(dir, "d.mpg"))
+	for name, want := range map[string]string{"a.bin": livehooks.FormatFLV, "b": livehooks.FormatMP4, "c.txt": livehooks.FormatHLS, "d.mpg": livehooks.FormatHLS} {
 		info, err := media.Probe(filepath.Join(dir, name))
 		if err != nil || info.Format != want || info.Width == 0 {
 			t.Errorf("Probe(%s) = %+v, %v; want format %s", name, info, err, want)
@@ -113,6 +119,11 @@ func TestProbeErrors(t *testing.T) {
 	}
 	badTag := append([]byte(nil), flv...)
 	badTag[375] = 7 // the tag at offset 375 (an AAC frame) gets an undefined type
+	ts := mustRead(t, "testdata/hls/seg0.ts")
+	noPAT := append([]byte(nil), ts...)
+	for i := 0; i+188 <= len(noPAT); i += 188 {
+		noPAT[i+1], noPAT[i+2] = 0x1f, 0xff // every packet a null packet
+	}
 	files := map[string]struct {
 		data []byte
 		want error
@@ -129,7 +140,10 @@ func TestProbeErrors(t *testing.T) {
 		"tinybox.mp4":      {[]byte("\x00\x00\x00\x04moov\x00\x00\x00\x00"), media.ErrCorrupt}, // size below the header
 		"unknown.bin":      {[]byte("hello, world, this is not media"), media.ErrUnsupported},
 		"empty":            {nil, media.ErrUnsupported},
-		"transport.ts":     {mustRead(t, "testdata/hls/seg0.ts"), media.ErrUnsupported},
+		"notts.ts":         {flv, media.ErrCorrupt},
+		"short.ts":         {ts[:100], media.ErrCorrupt},
+		"nopat.ts":         {noPAT, media.ErrCorrupt},
+		"onlypat.ts":       {ts[:188], media.ErrCorrupt},
 		"notplaylist.m3u8": {[]byte("seg0.ts\n"), media.ErrCorrupt},
 	}
 	for name, f := range files {

@@ -24,9 +24,9 @@ const (
 // FileHint is what a recorder says about a file beyond its path.
 type FileHint struct {
 	// Duration the recorder measured (MediaMTX's MTX_SEGMENT_DURATION). It
-	// is used only for files of a format that cannot be probed (MPEG-TS
-	// segments, reported as HLS), whose size is then the file's and width and
-	// height 0.
+	// is used only when the probe finds no duration (an MPEG-TS segment
+	// without timestamps) or cannot read the format at all (then the size is
+	// the file's and width and height 0).
 	Duration time.Duration
 }
 
@@ -62,10 +62,10 @@ func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path str
 	if err != nil && errors.Is(err, media.ErrUnsupported) && hint.Duration > 0 {
 		if st, serr := os.Stat(real); serr == nil && st.Mode().IsRegular() {
 			info, err = media.Info{Size: st.Size(), Duration: hint.Duration, HasVideo: true}, nil
-			if strings.EqualFold(filepath.Ext(real), ".ts") {
-				info.Format = livehooks.FormatHLS // an HLS segment, as Huawei names the format
-			}
 		}
+	}
+	if err == nil && info.Duration == 0 && hint.Duration > 0 {
+		info.Duration = hint.Duration
 	}
 	if err != nil {
 		reason := strings.TrimPrefix(err.Error(), "probe "+real+": ")

@@ -130,18 +130,39 @@ func TestNoRecordDirsRefusesEverything(t *testing.T) {
 	rec.Want(t, `failure `+stream+` "file outside the record directories"`)
 }
 
-func TestUnprobeableFormatUsesTheRecordersDuration(t *testing.T) {
+// The recorder's duration (MediaMTX's MTX_SEGMENT_DURATION) stands in when
+// the probe finds none: a TS segment's timestamps win over it, a segment
+// without timestamps or a file of an unknown format takes it.
+func TestRecordersDurationWhenTheProbeHasNone(t *testing.T) {
 	t.Parallel()
 	src, rec, dir := sourcetest.New(t)
 	p := sourcetest.CopyFixture(t, "hls/seg0.ts", dir, "seg.ts")
-	if err := src.FileDone(context.Background(), cam1, p, source.FileHint{Duration: 1500 * time.Millisecond}); err != nil {
+	ts, err := os.ReadFile(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := src.FileDone(context.Background(), cam1, p, source.FileHint{}); err != nil {
+	// The SDT, PAT and PMT packets only: a program, no timestamp.
+	head := filepath.Join(dir, "head.ts")
+	unknown := filepath.Join(dir, "seg.bin")
+	if err := os.WriteFile(head, ts[:3*188], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rec.Want(t, "file_done "+stream+" seg.ts HLS 16544B 1.5s 0x0",
-		`failure `+stream+` "recording file seg.ts could not be read: media: unsupported file: unrecognised file format"`)
+	if err := os.WriteFile(unknown, []byte("neither FLV nor MP4 nor TS"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hint := source.FileHint{Duration: 1500 * time.Millisecond}
+	for _, f := range []struct {
+		path string
+		hint source.FileHint
+	}{{p, hint}, {head, hint}, {unknown, hint}, {unknown, source.FileHint{}}} {
+		if err := src.FileDone(context.Background(), cam1, f.path, f.hint); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.Want(t, "file_done "+stream+" seg.ts HLS 16544B 1s 320x180",
+		"file_done "+stream+" head.ts HLS 564B 1.5s 0x0",
+		"file_done "+stream+" seg.bin  26B 1.5s 0x0",
+		`failure `+stream+` "recording file seg.bin could not be read: media: unsupported file: unrecognised file format"`)
 }
 
 func TestUpload(t *testing.T) {

@@ -46,15 +46,15 @@ func TestNotifications(t *testing.T) {
 	ts := sourcetest.CopyFixture(t, "hls/seg0.ts", dir, "2026-03-08_14-10-27-000000.ts")
 	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", nil), 200)
 	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", map[string]any{"segment_path": seg}), 200)
-	// An MPEG-TS segment (recordFormat mpegts) cannot be probed: MediaMTX's
-	// duration stands in.
+	// An MPEG-TS segment (recordFormat mpegts): the picture size from its
+	// SPS, the duration from its timestamps rather than MediaMTX's.
 	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", map[string]any{"segment_path": ts, "segment_duration": "1.5s"}), 200)
 	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", nil), 200) // outside the record directory
 	post(t, srv, "", sourcetest.JSONFixture(t, "not-ready.json", nil), 200)
 	const s = "p/push.example.com/live/cam1"
 	rec.Want(t, "publish "+s,
 		"file_done "+s+" 2026-03-08_14-10-25-000000.mp4 MP4 24857B 2.023s 320x240",
-		"file_done "+s+" 2026-03-08_14-10-27-000000.ts HLS 16544B 1.5s 0x0",
+		"file_done "+s+" 2026-03-08_14-10-27-000000.ts HLS 16544B 1s 320x180",
 		`failure `+s+` "file outside the record directories"`,
 		"unpublish "+s)
 }
