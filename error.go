@@ -14,6 +14,7 @@ const (
 	EUNAUTHORIZED = "unauthorized" // missing or bad credentials: 401
 	EFORBIDDEN    = "forbidden"    // credential not bound to the project: 403
 	ETOOLARGE     = "too_large"    // request body over the cap: 413
+	ETOOMANY      = "too_many"     // too many concurrent requests of one kind: 429
 	EUNAVAILABLE  = "unavailable"  // store cannot accept writes now: 503
 	EINTERNAL     = "internal"     // a bug or an unexpected failure: 500
 )

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/livehooks/livehooks"
@@ -286,10 +287,21 @@ type testResponse struct {
 	RequestBody  json.RawMessage `json:"request_body"`
 }
 
+// MaxTestSends is how many test-sends of one project may be in flight at
+// once; more are answered 429. A test-send holds a request to a receiver the
+// project chose for up to the request timeout.
+const MaxTestSends = 4
+
 // handleTest sends a sample event to the config's URL now, signed like a real
 // callback, and answers with what the receiver said. Nothing is stored.
 func (s *Server) handleTest() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		release, ok := s.testSends.acquire(r.PathValue("project_id"))
+		if !ok {
+			s.writeError(w, r, livehooks.Errorf(livehooks.ETOOMANY, "%d test-sends of this project are in flight; retry when one has finished", MaxTestSends))
+			return
+		}
+		defer release()
 		c, err := s.findConfig(r)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -344,4 +356,30 @@ func sampleEvent(c *livehooks.CallbackConfig, typ livehooks.EventType, now time.
 		e.ErrorMessage = "this is a test of RECORD_FAILED"
 	}
 	return e
+}
+
+// inFlight counts requests per project.
+type inFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire takes one of the project's MaxTestSends slots, if one is free.
+func (f *inFlight) acquire(project string) (release func(), ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[project] >= MaxTestSends {
+		return nil, false
+	}
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	f.n[project]++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.n[project]--; f.n[project] == 0 {
+			delete(f.n, project)
+		}
+	}, true
 }

@@ -13,6 +13,7 @@ const (
 	codeBadAuth        = "APIGW.0301"     // incorrect IAM authentication information
 	codeForbidden      = "APIGW.0302"     // the credential may not act on this project
 	codeNoSuchAPI      = "APIGW.0101"     // the API does not exist
+	codeThrottled      = "APIGW.0308"     // the throttling threshold has been reached
 	codeUnavailable    = "LIVE.100011503" // the store cannot take writes now
 	codeInternal       = "LIVE.100011500" // a bug
 )
@@ -38,6 +39,8 @@ func huaweiError(err error) (int, errorBody) {
 		return http.StatusUnauthorized, errorBody{codeBadAuth, "Incorrect IAM authentication information: " + msg}
 	case livehooks.EFORBIDDEN:
 		return http.StatusForbidden, errorBody{codeForbidden, "The credential is not authorized for this project: " + msg}
+	case livehooks.ETOOMANY:
+		return http.StatusTooManyRequests, errorBody{codeThrottled, "The throttling threshold has been reached: " + msg}
 	case livehooks.EUNAVAILABLE:
 		return http.StatusServiceUnavailable, errorBody{codeUnavailable, "Service Unavailable: " + msg}
 	default:

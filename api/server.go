@@ -77,6 +77,7 @@ type Server struct {
 	hooks         map[string]http.Handler
 	ingestSecrets IngestSecrets
 	domains       livehooks.DomainStore
+	testSends     inFlight
 	handler       http.Handler
 }
 

@@ -81,6 +81,8 @@ func NewSender(o SenderOptions) *Sender {
 		TLSHandshakeTimeout:   o.ConnectTimeout,
 		ResponseHeaderTimeout: o.RequestTimeout,
 		ExpectContinueTimeout: time.Second,
+		// A receiver's headers are held whole until they end.
+		MaxResponseHeaderBytes: egress.MaxResponseHeaderBytes,
 	}
 	return &Sender{
 		client: &http.Client{

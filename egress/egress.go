@@ -14,6 +14,13 @@ import (
 	"code.dny.dev/ssrf"
 )
 
+// MaxResponseHeaderBytes bounds the headers livehooks accepts in an answer
+// from a user-given address (Go's default is 10 MiB): set it as the
+// http.Transport's MaxResponseHeaderBytes, so that a receiver cannot make
+// livehooks hold megabytes per request. Real answers carry a few hundred
+// bytes of headers; S3 answers stay under 8 KiB.
+const MaxResponseHeaderBytes = 32 << 10
+
 // Dialer returns a dialer that refuses forbidden destinations. allow opens
 // networks (e.g. 127.0.0.0/8 for tests and private deployments). Use it with
 // an http.Transport whose Proxy is nil: a proxy would dial for us.

@@ -1,9 +1,19 @@
 package objstore
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/egress"
 )
 
 // TestClientCache: one client per account, replaced when the secret, the
@@ -96,5 +106,40 @@ func TestObjectKeyAndURL(t *testing.T) {
 	st := &livehooks.StorageSettings{Endpoint: "s3.example.com", Secure: true, Bucket: "b"}
 	if got := ObjectURL(st, "a b/c#d.flv"); got != "https://s3.example.com/b/a%20b/c%23d.flv" {
 		t.Fatalf("url = %s", got)
+	}
+}
+
+// TestUploadRefusesHugeHeaders: a storage endpoint answering megabytes of
+// headers gets its answer refused after egress.MaxResponseHeaderBytes.
+func TestUploadRefusesHugeHeaders(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	head := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + strings.Repeat("X-Padding: "+strings.Repeat("a", 1000)+"\r\n", 2048) + "\r\n"
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = c.Write([]byte(head))
+				}
+			}()
+		}
+	}()
+	file := filepath.Join(t.TempDir(), "seg.ts")
+	if err := os.WriteFile(file, []byte("segment"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, MaxRetries: 1})
+	st := &livehooks.StorageSettings{Endpoint: ln.Addr().String(), Region: "us-east-1", Bucket: "bucket", AccessKey: "ak", SecretKey: "sk"}
+	_, err = s.Upload(context.Background(), st, "live/s/seg.ts", file)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("exceeded %d bytes", egress.MaxResponseHeaderBytes)) {
+		t.Fatalf("upload to an endpoint with 2 MiB of headers: %v", err)
 	}
 }

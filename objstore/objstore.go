@@ -156,14 +156,15 @@ func (s *Store) client(st *livehooks.StorageSettings) (*minio.Client, error) {
 func guardedTransport(allow []netip.Prefix) *http.Transport {
 	dialer := egress.Dialer(allow, 10*time.Second)
 	return &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   16,
-		ResponseHeaderTimeout: time.Minute,
-		IdleConnTimeout:       time.Minute,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: 10 * time.Second,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           256,
+		MaxIdleConnsPerHost:    16,
+		ResponseHeaderTimeout:  time.Minute,
+		MaxResponseHeaderBytes: egress.MaxResponseHeaderBytes,
+		IdleConnTimeout:        time.Minute,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  10 * time.Second,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
 		// Objects stored with Content-Encoding: gzip stay as they are.
 		DisableCompression: true,
 	}

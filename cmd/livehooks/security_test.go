@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Black-box tests of the tenant boundary (issue 11): a serve with two
+// projects, A and B, each with its own token and ingest secret; B attacks A
+// or the service with its own credentials only.
+
+const (
+	tokenA, tokenB   = "TokenOfProjectA", "TokenOfProjectB"
+	secretA, secretB = "IngestSecretOfA", "IngestSecretOfB"
+)
+
+// startTwoProjects runs serve with projects A and B and the given extra
+// flags, and returns its base URL.
+func startTwoProjects(t *testing.T, extra ...string) (*running, string) {
+	t.Helper()
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
+		"--token", tokenA + ":A", "--token", tokenB + ":B", "--ingest-secret", "A:" + secretA, "--ingest-secret", "B:" + secretB,
+		"--allow-callback-cidr", "127.0.0.0/8"}, extra...)
+	srv := start(t, nil, args...)
+	return srv, srv.serveAddr(t)
+}
+
+// createConfig creates a callback config in project and returns its id.
+func createConfig(t *testing.T, base, project, token, body string) string {
+	t.Helper()
+	status, resp := request(t, "POST", base+"/v1/"+project+"/record/callbacks", token, body)
+	if status != 201 {
+		t.Fatalf("create config in %s: %d %s", project, status, resp)
+	}
+	var c struct{ ID string }
+	if err := json.Unmarshal([]byte(resp), &c); err != nil || c.ID == "" {
+		t.Fatalf("create config: %s", resp)
+	}
+	return c.ID
+}
+
+// hugeHeaderServer answers every request with a 200 whose headers total
+// about size bytes, after release is closed (nil: at once). It counts the
+// requests it has read.
+type hugeHeaderServer struct {
+	ln      net.Listener
+	release chan struct{}
+	mu      sync.Mutex
+	reqs    int
+	arrived chan struct{}
+}
+
+func newHugeHeaderServer(t *testing.T, size int, release chan struct{}) *hugeHeaderServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hugeHeaderServer{ln: ln, release: release, arrived: make(chan struct{}, 100)}
+	t.Cleanup(func() { ln.Close() })
+	line := "X-Padding: " + strings.Repeat("a", 1000) + "\r\n"
+	head := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + strings.Repeat(line, size/len(line)) + "\r\nok"
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				h.mu.Lock()
+				h.reqs++
+				h.mu.Unlock()
+				h.arrived <- struct{}{}
+				if h.release != nil {
+					<-h.release
+				}
+				_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				_, _ = c.Write([]byte(head))
+			}()
+		}
+	}()
+	return h
+}
+
+func (h *hugeHeaderServer) url() string { return "http://" + h.ln.Addr().String() + "/cb" }
+
+// TestReceiverCannotMakeLivehooksHoldHugeHeaders: a receiver answering
+// megabytes of headers gets its answer refused after 32 KiB, and a project
+// cannot run more than four test-sends at once (the fifth is a 429 in the
+// Huawei format), while another project's test-sends are not held up.
+func TestReceiverCannotMakeLivehooksHoldHugeHeaders(t *testing.T) {
+	_, base := startTwoProjects(t)
+
+	huge := newHugeHeaderServer(t, 4<<20, nil)
+	id := createConfig(t, base, "B", tokenB, `{"publish_domain":"b.example.com","app":"live","notify_callback_url":"`+huge.url()+`"}`)
+	status, body := request(t, "POST", base+"/v1/B/record/callbacks/"+id+"/test", tokenB, "")
+	var res struct {
+		StatusCode int    `json:"status_code"`
+		Error      string `json:"error"`
+	}
+	_ = json.Unmarshal([]byte(body), &res)
+	if status != 200 || res.StatusCode != 0 || !strings.Contains(res.Error, "exceeded 32768 bytes") {
+		t.Fatalf("test-send to a receiver with 4 MiB of headers: %d %s", status, body)
+	}
+
+	release := make(chan struct{})
+	slow := newHugeHeaderServer(t, 1<<10, release)
+	slowID := createConfig(t, base, "B", tokenB, `{"publish_domain":"b.example.com","app":"slow","notify_callback_url":"`+slow.url()+`"}`)
+	var wg sync.WaitGroup
+	codes := make([]int, 4)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], _ = request(t, "POST", base+"/v1/B/record/callbacks/"+slowID+"/test", tokenB, "")
+		}()
+	}
+	for range 4 {
+		select {
+		case <-slow.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the four test-sends did not reach the receiver")
+		}
+	}
+	status, body = request(t, "POST", base+"/v1/B/record/callbacks/"+slowID+"/test", tokenB, "")
+	var e errorBody
+	_ = json.Unmarshal([]byte(body), &e)
+	if status != 429 || e.ErrorCode != "APIGW.0308" || e.ErrorMsg == "" {
+		t.Fatalf("fifth concurrent test-send: %d %s", status, body)
+	}
+	// Project A is not held up by B's test-sends.
+	fast := newHugeHeaderServer(t, 1<<10, nil)
+	aID := createConfig(t, base, "A", tokenA, `{"publish_domain":"a.example.com","app":"live","notify_callback_url":"`+fast.url()+`"}`)
+	if status, body := request(t, "POST", base+"/v1/A/record/callbacks/"+aID+"/test", tokenA, ""); status != 200 || !strings.Contains(body, `"status_code":200`) {
+		t.Fatalf("project A's test-send while B has four in flight: %d %s", status, body)
+	}
+	close(release)
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("test-send %d: %d", i, c)
+		}
+	}
+	// The slots are free again (release is closed: the receiver answers at once).
+	if status, body := request(t, "POST", base+"/v1/B/record/callbacks/"+slowID+"/test", tokenB, ""); status != 200 {
+		t.Fatalf("test-send after the others finished: %d %s", status, body)
+	}
+}
+
+type errorBody struct {
+	ErrorCode string `json:"error_code"`
+	ErrorMsg  string `json:"error_msg"`
+}
+
+// TestOnDemandClientRefusesHugeHeaders: the client of on-demand questions
+// refuses an answer with megabytes of headers.
+func TestOnDemandClientRefusesHugeHeaders(t *testing.T) {
+	huge := newHugeHeaderServer(t, 2<<20, nil)
+	allow, _ := parseCIDRs([]string{"127.0.0.0/8"})
+	resp, err := guardedClient(allow, time.Second).Post(huge.url(), "application/json", strings.NewReader("{}"))
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "exceeded 32768 bytes") {
+		t.Fatalf("on-demand question to a receiver with 2 MiB of headers: %v", err)
+	}
+}
