@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -173,5 +175,26 @@ func TestOnDemandClientRefusesHugeHeaders(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "exceeded 32768 bytes") {
 		t.Fatalf("on-demand question to a receiver with 2 MiB of headers: %v", err)
+	}
+}
+
+// TestStoreFilesArePrivate: serve in an existing 0755 data directory creates
+// livehooks.db, -wal and -shm readable by their owner only.
+func TestStoreFilesArePrivate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := start(t, nil, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json", "--token", tokenA+":A")
+	base := srv.serveAddr(t)
+	createConfig(t, base, "A", tokenA, `{"publish_domain":"a.example.com","app":"live","notify_callback_url":"http://127.0.0.1:9/cb"}`)
+	for _, name := range []string{"livehooks.db", "livehooks.db-wal", "livehooks.db-shm"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+		}
 	}
 }

@@ -132,6 +132,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		"&_pragma=temp_store(MEMORY)" +
 		"&_pragma=journal_size_limit(67108864)"
 
+	if err := createPrivate(opts.Path); err != nil {
+		return nil, err
+	}
 	var err error
 	// BEGIN IMMEDIATE: a write transaction takes the lock when it starts, so
 	// it never fails half-way with SQLITE_BUSY upgrading a read lock.
@@ -192,6 +195,25 @@ func (db *DB) init(ctx context.Context, path string) error {
 			return fmt.Errorf("sqlite: prepare %q: %w", q, err)
 		}
 		db.stmts[i] = s
+	}
+	return nil
+}
+
+// createPrivate creates the database file readable by its owner only (it
+// holds events, callback URLs and receivers' answers), whatever the umask and
+// the directory's mode, and takes that mode back from files an earlier
+// version left readable. SQLite creates the -wal and -shm files with the
+// database file's mode, so they are private too.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("sqlite: make %s private: %w", p, err)
+		}
 	}
 	return nil
 }
