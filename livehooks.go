@@ -57,8 +57,11 @@ func (p Principal) CanAccess(project string) bool {
 	return false
 }
 
-// Cipher encrypts secrets (callback keys) at rest.
+// Cipher encrypts secrets (callback keys, storage secrets) at rest. ad
+// (additional data) names the row a value is stored in: a value sealed for
+// one row does not open for another. A nil ad is for migrations only (see
+// aesgcm.Cipher.Open).
 type Cipher interface {
-	Seal(plaintext []byte) ([]byte, error)
-	Open(ciphertext []byte) ([]byte, error)
+	Seal(plaintext, ad []byte) ([]byte, error)
+	Open(ciphertext, ad []byte) ([]byte, error)
 }

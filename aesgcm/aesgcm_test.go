@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/livehooks/livehooks/aesgcm"
+	"github.com/livehooks/livehooks/store/storetest"
 )
 
 func testKey(t *testing.T) []byte {
@@ -26,7 +27,7 @@ func TestSealOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, plain := range []string{"", "k", "abcdefghijklmnopqrstuvwxyz0123456789", strings.Repeat("x", 4096)} {
-		sealed, err := c.Seal([]byte(plain))
+		sealed, err := c.Seal([]byte(plain), []byte("p1/c1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +37,7 @@ func TestSealOpen(t *testing.T) {
 		if len(plain) > 4 && bytes.Contains(sealed, []byte(plain)) {
 			t.Errorf("sealed value contains the plaintext")
 		}
-		got, err := c.Open(sealed)
+		got, err := c.Open(sealed, []byte("p1/c1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,11 +47,34 @@ func TestSealOpen(t *testing.T) {
 	}
 }
 
+// TestSealedValueIsBoundToItsRow: a value opens only with the additional data
+// it was sealed with; a value of the unbound format (version 1, sealed by an
+// earlier livehooks) opens only with a nil ad, as a migration reads it.
+func TestSealedValueIsBoundToItsRow(t *testing.T) {
+	t.Parallel()
+	c, _ := aesgcm.New(testKey(t))
+	sealed, _ := c.Seal([]byte("key"), []byte("p1/c1"))
+	for _, ad := range [][]byte{[]byte("p1/c2"), []byte("p2/c1"), nil, {}} {
+		if _, err := c.Open(sealed, ad); !errors.Is(err, aesgcm.ErrDecrypt) {
+			t.Errorf("Open with ad %q: err = %v, want ErrDecrypt", ad, err)
+		}
+	}
+	legacy := storetest.SealUnbound(t, testKey(t), "key")
+	if plain, err := c.Open(legacy, nil); err != nil || string(plain) != "key" {
+		t.Fatalf("Open of an unbound value with a nil ad: %q %v", plain, err)
+	}
+	for _, ad := range [][]byte{[]byte("p1/c1"), {}} {
+		if _, err := c.Open(legacy, ad); !errors.Is(err, aesgcm.ErrDecrypt) {
+			t.Errorf("Open of an unbound value with ad %q: err = %v, want ErrDecrypt", ad, err)
+		}
+	}
+}
+
 func TestSealUsesFreshNonces(t *testing.T) {
 	t.Parallel()
 	c, _ := aesgcm.New(testKey(t))
-	a, _ := c.Seal([]byte("same plaintext"))
-	b, _ := c.Seal([]byte("same plaintext"))
+	a, _ := c.Seal([]byte("same plaintext"), nil)
+	b, _ := c.Seal([]byte("same plaintext"), nil)
 	if bytes.Equal(a, b) {
 		t.Fatal("two seals of the same plaintext are equal: nonce reused")
 	}
@@ -59,21 +83,21 @@ func TestSealUsesFreshNonces(t *testing.T) {
 func TestOpenDetectsTampering(t *testing.T) {
 	t.Parallel()
 	c, _ := aesgcm.New(testKey(t))
-	sealed, _ := c.Seal([]byte("0123456789abcdefghijABCDEFGHIJ0123"))
+	sealed, _ := c.Seal([]byte("0123456789abcdefghijABCDEFGHIJ0123"), []byte("p1/c1"))
 	for i := range sealed {
 		bad := bytes.Clone(sealed)
 		bad[i] ^= 0x01
-		if _, err := c.Open(bad); err == nil {
+		if _, err := c.Open(bad, []byte("p1/c1")); err == nil {
 			t.Errorf("flipping a bit of byte %d went undetected", i)
 		}
 	}
 	for _, n := range []int{0, 1, aesgcm.Overhead - 1, len(sealed) - 1} {
-		if _, err := c.Open(sealed[:n]); err == nil {
+		if _, err := c.Open(sealed[:n], []byte("p1/c1")); err == nil {
 			t.Errorf("truncation to %d bytes went undetected", n)
 		}
 	}
 	other, _ := aesgcm.New(bytes.Repeat([]byte{7}, aesgcm.KeySize))
-	if _, err := other.Open(sealed); !errors.Is(err, aesgcm.ErrDecrypt) {
+	if _, err := other.Open(sealed, []byte("p1/c1")); !errors.Is(err, aesgcm.ErrDecrypt) {
 		t.Errorf("Open with another key: err = %v, want ErrDecrypt", err)
 	}
 }
@@ -246,14 +270,14 @@ func TestLoadKeyFileFormats(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	c, _ := aesgcm.New(bytes.Repeat([]byte{1}, aesgcm.KeySize))
 	const secret = "0123456789abcdefghijABCDEFGHIJ0123"
-	good, _ := c.Seal([]byte(secret))
+	good, _ := c.Seal([]byte(secret), []byte("p1/c1"))
 	f.Add(good)
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// Only a value sealed with this key may open (the seed, possibly
 		// sealed by another fuzz process): anything else would be a forgery.
-		if plain, err := c.Open(b); err == nil && string(plain) != secret {
+		if plain, err := c.Open(b, []byte("p1/c1")); err == nil && string(plain) != secret {
 			t.Fatalf("Open accepted a value that Seal did not produce: %x", b)
 		}
 	})

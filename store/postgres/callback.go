@@ -31,7 +31,7 @@ func (db *DB) scanCallback(row pgx.Row) (*livehooks.CallbackConfig, error) {
 	c.NotifyEventSubscription = storerow.SplitSubscription(subs)
 	c.CreateTime, c.UpdateTime = c.CreateTime.UTC(), c.UpdateTime.UTC()
 	if sealed != nil {
-		key, err := db.cipher.Open(sealed)
+		key, err := db.cipher.Open(sealed, storerow.CallbackAD(c.ProjectID, c.ID))
 		if err != nil {
 			// The cipher's error never holds the key; the id says which row.
 			return nil, fmt.Errorf("postgres: decrypt key of callback %s: %w", c.ID, err)
@@ -42,11 +42,11 @@ func (db *DB) scanCallback(row pgx.Row) (*livehooks.CallbackConfig, error) {
 }
 
 // sealKey encrypts a key; nil (a NULL column) when there is none.
-func (db *DB) sealKey(key string) ([]byte, error) {
-	if key == "" {
+func (db *DB) sealKey(c *livehooks.CallbackConfig) ([]byte, error) {
+	if c.Key == "" {
 		return nil, nil
 	}
-	sealed, err := db.cipher.Seal([]byte(key))
+	sealed, err := db.cipher.Seal([]byte(c.Key), storerow.CallbackAD(c.ProjectID, c.ID))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: encrypt key: %w", err)
 	}
@@ -79,7 +79,7 @@ func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) e
 	if err := validConfig(c); err != nil {
 		return err
 	}
-	sealed, err := db.sealKey(c.Key)
+	sealed, err := db.sealKey(c)
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 			return err
 		}
 		c.ID, c.ProjectID, c.CreateTime, c.UpdateTime = old.ID, old.ProjectID, old.CreateTime, ts(now)
-		sealed, err := db.sealKey(c.Key)
+		sealed, err := db.sealKey(&c)
 		if err != nil {
 			return err
 		}

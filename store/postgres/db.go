@@ -108,7 +108,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
-	if err := migrate(ctx, db.pool, db.clock.Now()); err != nil {
+	if err := migrate(ctx, db.pool, db.cipher, db.clock.Now()); err != nil {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}

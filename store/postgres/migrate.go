@@ -4,10 +4,13 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/store/storerow"
 )
 
@@ -36,7 +39,7 @@ const migrationLock int64 = 0x6c69766568_6f6f6b // "livehook"
 // never left half-migrated, and refuses a database migrated by a newer binary.
 // The transaction holds an advisory lock: a node starting while another
 // migrates waits for it, then finds nothing left to do.
-func migrate(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, c livehooks.Cipher, now time.Time) error {
 	ms, err := migrations()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -69,6 +72,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
+		if strings.HasSuffix(m.Name, storerow.BindMigration) {
+			if err := bindSealed(ctx, tx, c); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
 			m.Version, m.Name, ts(now)); err != nil {
 			return fmt.Errorf("migration %s: %w", m.Name, err)
@@ -76,6 +84,45 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, now time.Time) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// bindSealed seals the callback keys and storage secrets again, bound to
+// their rows (storerow.Bind).
+func bindSealed(ctx context.Context, tx pgx.Tx, c livehooks.Cipher) error {
+	for _, col := range storerow.SealedColumns {
+		var (
+			values []storerow.Sealed
+			keys   [][2]string
+		)
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s, project_id, %s FROM %s WHERE %[1]s IS NOT NULL`, col.Column, col.Key, col.Table))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var v storerow.Sealed
+			var k [2]string
+			if err := rows.Scan(&v.Value, &k[0], &k[1]); err != nil {
+				rows.Close()
+				return err
+			}
+			v.AD = col.AD(k[0], k[1])
+			values, keys = append(values, v), append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := storerow.Bind(c, values); err != nil {
+			return fmt.Errorf("%s.%s: %w", col.Table, col.Column, err)
+		}
+		update := fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE project_id = $2 AND %s = $3`, col.Table, col.Column, col.Key)
+		for i, k := range keys {
+			if _, err := tx.Exec(ctx, update, values[i].Value, k[0], k[1]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -1,11 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
+	"github.com/livehooks/livehooks/store/storetest"
 )
 
 // v2Data is a database of schema version 2 as the store of that version
@@ -238,4 +241,48 @@ func splitStatements(sql string) []string {
 		}
 	}
 	return out
+}
+
+// TestMigrateBindsSealedValues: see storetest.MigrateBindsSealedValues.
+func TestMigrateBindsSealedValues(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := rawConn(t, url)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	storetest.MigrateBindsSealedValues(t, bytes.Repeat([]byte{9}, 32), storetest.Backend{
+		Prepare: func(configs []storetest.SealedRow, secret []byte) {
+			exec(`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`)
+			for _, m := range ms {
+				if strings.HasSuffix(m.Name, storerow.BindMigration) {
+					break
+				}
+				exec(m.SQL)
+				exec(`INSERT INTO schema_migrations VALUES ($1, $2, now())`, m.Version, m.Name)
+			}
+			for _, c := range configs {
+				exec(`INSERT INTO callbacks (id, project_id, publish_domain, app, notify_callback_url, notify_event_subscription, sign_type, key_sealed, create_time, update_time)
+					VALUES ($1, $2, $3, 'live', 'https://r.example/cb', 'RECORD_FILE_COMPLETE', 'HMACSHA256', $4, now(), now())`, c.ID, c.ProjectID, c.PublishDomain, c.KeySealed)
+			}
+			exec(`INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, storage_secret, create_time, update_time)
+				VALUES ('A', 'a.example.com', '{"publish_domain":"a.example.com","storage":{"endpoint":"s3.example.com","bucket":"rec","access_key":"AK"}}', 30000, $1, now(), now())`, secret)
+		},
+		Open: func() livehooks.Store { return openTest(t, url, Options{}) },
+		Key: func(id string) []byte {
+			var b []byte
+			if err := conn.QueryRow(ctx, `SELECT key_sealed FROM callbacks WHERE id = $1`, id).Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		SetKey: func(id string, sealed []byte) { exec(`UPDATE callbacks SET key_sealed = $1 WHERE id = $2`, sealed, id) },
+	})
 }

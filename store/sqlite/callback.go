@@ -33,7 +33,7 @@ func (db *DB) scanCallback(row scanner) (*livehooks.CallbackConfig, error) {
 	c.NotifyEventSubscription = storerow.SplitSubscription(subs)
 	c.CreateTime, c.UpdateTime = fromMicros(created), fromMicros(updat)
 	if sealed != nil {
-		key, err := db.cipher.Open(sealed)
+		key, err := db.cipher.Open(sealed, storerow.CallbackAD(c.ProjectID, c.ID))
 		if err != nil {
 			// The cipher's error never holds the key; the id says which row.
 			return nil, fmt.Errorf("sqlite: decrypt key of callback %s: %w", c.ID, err)
@@ -43,11 +43,11 @@ func (db *DB) scanCallback(row scanner) (*livehooks.CallbackConfig, error) {
 	return &c, nil
 }
 
-func (db *DB) sealKey(key string) ([]byte, error) {
-	if key == "" {
+func (db *DB) sealKey(c *livehooks.CallbackConfig) ([]byte, error) {
+	if c.Key == "" {
 		return nil, nil
 	}
-	sealed, err := db.cipher.Seal([]byte(key))
+	sealed, err := db.cipher.Seal([]byte(c.Key), storerow.CallbackAD(c.ProjectID, c.ID))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: encrypt key: %w", err)
 	}
@@ -74,7 +74,7 @@ func (db *DB) CreateCallback(ctx context.Context, c *livehooks.CallbackConfig) e
 	if c.ID == "" || c.ProjectID == "" {
 		return livehooks.Errorf(livehooks.EINVALID, "callback id and project are required")
 	}
-	sealed, err := db.sealKey(c.Key)
+	sealed, err := db.sealKey(c)
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 			}
 		}
 		c.ID, c.ProjectID, c.CreateTime, c.UpdateTime = old.ID, old.ProjectID, old.CreateTime, now.UTC()
-		sealed, err := db.sealKey(c.Key)
+		sealed, err := db.sealKey(&c)
 		if err != nil {
 			return err
 		}

@@ -173,7 +173,7 @@ func (db *DB) init(ctx context.Context, path string) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("sqlite: open %s: journal_mode is %q, want wal", path, mode)
 	}
-	if err := migrate(ctx, db.write, db.clock.Now()); err != nil {
+	if err := migrate(ctx, db.write, db.cipher, db.clock.Now()); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	// Ids continue from the largest ever used (AUTOINCREMENT keeps the

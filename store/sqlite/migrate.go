@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/store/storerow"
 )
 
@@ -29,7 +31,7 @@ func SchemaVersion() int {
 
 // migrate applies the pending migrations in one transaction, so a database is
 // never left half-migrated, and refuses a database migrated by a newer binary.
-func migrate(ctx context.Context, db *sql.DB, now time.Time) error {
+func migrate(ctx context.Context, db *sql.DB, c livehooks.Cipher, now time.Time) error {
 	ms, err := migrations()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -57,6 +59,11 @@ func migrate(ctx context.Context, db *sql.DB, now time.Time) error {
 		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
+		if strings.HasSuffix(m.Name, storerow.BindMigration) {
+			if err := bindSealed(ctx, tx, c); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			m.Version, m.Name, micros(now)); err != nil {
 			return fmt.Errorf("migration %s: %w", m.Name, err)
@@ -64,6 +71,45 @@ func migrate(ctx context.Context, db *sql.DB, now time.Time) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// bindSealed seals the callback keys and storage secrets again, bound to
+// their rows (storerow.Bind).
+func bindSealed(ctx context.Context, tx *sql.Tx, c livehooks.Cipher) error {
+	for _, col := range storerow.SealedColumns {
+		var (
+			values []storerow.Sealed
+			keys   [][2]string
+		)
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, project_id, %s FROM %s WHERE %[1]s IS NOT NULL`, col.Column, col.Key, col.Table))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var v storerow.Sealed
+			var k [2]string
+			if err := rows.Scan(&v.Value, &k[0], &k[1]); err != nil {
+				rows.Close()
+				return err
+			}
+			v.AD = col.AD(k[0], k[1])
+			values, keys = append(values, v), append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := storerow.Bind(c, values); err != nil {
+			return fmt.Errorf("%s.%s: %w", col.Table, col.Column, err)
+		}
+		update := fmt.Sprintf(`UPDATE %s SET %s = ? WHERE project_id = ? AND %s = ?`, col.Table, col.Column, col.Key)
+		for i, k := range keys {
+			if _, err := tx.ExecContext(ctx, update, values[i].Value, k[0], k[1]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -1,12 +1,16 @@
 package sqlite
 
 import (
+	"bytes"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
+	"github.com/livehooks/livehooks/store/storetest"
 )
 
 // TestMigrateWritePathFromVersion2 opens a database written by the previous
@@ -123,4 +127,52 @@ func findDeliveryT(t *testing.T, db *DB, id int64) *livehooks.Delivery {
 		t.Fatalf("delivery %d: %v", id, err)
 	}
 	return d
+}
+
+// TestMigrateBindsSealedValues: see storetest.MigrateBindsSealedValues.
+func TestMigrateBindsSealedValues(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "livehooks.db")
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := raw.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	storetest.MigrateBindsSealedValues(t, bytes.Repeat([]byte{9}, 32), storetest.Backend{
+		Prepare: func(configs []storetest.SealedRow, secret []byte) {
+			exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`)
+			for _, m := range ms {
+				if strings.HasSuffix(m.Name, storerow.BindMigration) {
+					break
+				}
+				exec(m.SQL)
+				exec(`INSERT INTO schema_migrations VALUES (?, ?, 0)`, m.Version, m.Name)
+			}
+			for _, c := range configs {
+				exec(`INSERT INTO callbacks (id, project_id, publish_domain, app, notify_callback_url, notify_event_subscription, sign_type, key_sealed, create_time, update_time)
+					VALUES (?, ?, ?, 'live', 'https://r.example/cb', 'RECORD_FILE_COMPLETE', 'HMACSHA256', ?, 0, 0)`, c.ID, c.ProjectID, c.PublishDomain, c.KeySealed)
+			}
+			exec(`INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, storage_secret, create_time, update_time)
+				VALUES ('A', 'a.example.com', '{"publish_domain":"a.example.com","storage":{"endpoint":"s3.example.com","bucket":"rec","access_key":"AK"}}', 30000, ?, 0, 0)`, secret)
+		},
+		Open: func() livehooks.Store { return openTest(t, path, Options{}) },
+		Key: func(id string) []byte {
+			var b []byte
+			if err := raw.QueryRow(`SELECT key_sealed FROM callbacks WHERE id = ?`, id).Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		SetKey: func(id string, sealed []byte) { exec(`UPDATE callbacks SET key_sealed = ? WHERE id = ?`, sealed, id) },
+	})
 }

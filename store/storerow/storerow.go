@@ -97,7 +97,7 @@ func EncodeDomain(d *livehooks.DomainSettings, c livehooks.Cipher) (settings []b
 		sd.Storage = &st
 		sd.PresignExpiryMS = d.Storage.PresignExpiry.Milliseconds()
 		if st.SecretKey != "" {
-			if sealedSecret, err = c.Seal([]byte(st.SecretKey)); err != nil {
+			if sealedSecret, err = c.Seal([]byte(st.SecretKey), DomainAD(d.ProjectID, d.PublishDomain)); err != nil {
 				return nil, nil, fmt.Errorf("encrypt storage secret: %w", err)
 			}
 		}
@@ -121,7 +121,7 @@ func DecodeDomain(projectID string, settings []byte, maxPause time.Duration, sea
 	if d.Storage != nil {
 		d.Storage.PresignExpiry = time.Duration(sd.PresignExpiryMS) * time.Millisecond
 		if sealedSecret != nil {
-			secret, err := c.Open(sealedSecret)
+			secret, err := c.Open(sealedSecret, DomainAD(projectID, d.PublishDomain))
 			if err != nil {
 				return nil, fmt.Errorf("decrypt storage secret of %s: %w", d.PublishDomain, err)
 			}
@@ -129,6 +129,54 @@ func DecodeDomain(projectID string, settings []byte, maxPause time.Duration, sea
 		}
 	}
 	return &d, nil
+}
+
+// CallbackAD is the additional data that binds a callback's sealed key to
+// its row: a key moved to another config or project does not open.
+func CallbackAD(projectID, id string) []byte { return []byte("callback\x00" + projectID + "\x00" + id) }
+
+// DomainAD binds a domain's sealed storage secret to its row.
+func DomainAD(projectID, domain string) []byte {
+	return []byte("domain\x00" + projectID + "\x00" + domain)
+}
+
+// BindMigration names (by suffix) the migration whose transaction seals the
+// keys and storage secrets an earlier livehooks sealed unbound again, bound
+// to their rows (see Bind).
+const BindMigration = "_bind_sealed_values"
+
+// SealedColumn is a column of sealed values; its rows are named by
+// project_id and Key, from which AD makes their additional data.
+type SealedColumn struct {
+	Table, Column, Key string
+	AD                 func(projectID, key string) []byte
+}
+
+// SealedColumns are every column that holds sealed values.
+var SealedColumns = []SealedColumn{
+	{Table: "callbacks", Column: "key_sealed", Key: "id", AD: CallbackAD},
+	{Table: "domains", Column: "storage_secret", Key: "publish_domain", AD: DomainAD},
+}
+
+// Sealed is a sealed value and the additional data of its row.
+type Sealed struct {
+	Value, AD []byte
+}
+
+// Bind seals each value again, bound to its row. It runs once, in the
+// migration that introduced bound values: after it, an unbound value (say,
+// one restored from an old backup into another row) never opens.
+func Bind(c livehooks.Cipher, values []Sealed) error {
+	for i := range values {
+		plain, err := c.Open(values[i].Value, nil)
+		if err != nil {
+			return fmt.Errorf("open a value sealed by an earlier livehooks: %w", err)
+		}
+		if values[i].Value, err = c.Seal(plain, values[i].AD); err != nil {
+			return fmt.Errorf("seal: %w", err)
+		}
+	}
+	return nil
 }
 
 // TruncateUTF8 cuts s to at most n bytes without splitting a character (the
