@@ -49,7 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(e), newListenCommand(e), newNotifyCommand(e), newCredsCommand(e), newVersionCommand(e))
+	root.AddCommand(newServeCommand(e), newListenCommand(e), newNotifyCommand(e), newCredsCommand(e), newVersionCommand(e),
+		newBackupCommand(e), newRestoreCommand(e))
 	return root.ExecuteContext(ctx)
 }
 

@@ -6,6 +6,9 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/livehooks/livehooks/store/postgres"
+	"github.com/livehooks/livehooks/store/sqlite"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -21,7 +24,10 @@ func newVersionCommand(e *env) *cobra.Command {
 			if info, ok := debug.ReadBuildInfo(); ok && v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
 				v = info.Main.Version
 			}
-			_, err := fmt.Fprintf(e.stdout, "livehooks %s %s/%s %s\n", v, runtime.GOOS, runtime.GOARCH, runtime.Version())
+			// The schema versions say which stores this binary can open: it
+			// refuses one that a newer livehooks migrated further.
+			_, err := fmt.Fprintf(e.stdout, "livehooks %s %s/%s %s\nstore schema: sqlite %d, postgres %d\n",
+				v, runtime.GOOS, runtime.GOARCH, runtime.Version(), sqlite.SchemaVersion(), postgres.SchemaVersion())
 			return err
 		},
 	}

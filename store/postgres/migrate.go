@@ -64,7 +64,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, c livehooks.Cipher, now ti
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if latest := len(ms); current > latest {
-		return fmt.Errorf("database schema version %d is newer than this binary's (%d): run a newer livehooks", current, latest)
+		var name string
+		_ = tx.QueryRow(ctx, `SELECT name FROM schema_migrations WHERE version = $1`, current).Scan(&name)
+		return newerSchemaError(current, name, latest)
 	}
 	for _, m := range ms[current:] {
 		// Without arguments pgx sends the file as one simple query: several
@@ -125,4 +127,15 @@ func bindSealed(ctx context.Context, tx pgx.Tx, c livehooks.Cipher) error {
 		}
 	}
 	return nil
+}
+
+// newerSchemaError refuses a database that a newer livehooks migrated: this
+// binary would misread what it does not know, so the operator must run one
+// that knows the schema (rolling back means restoring a backup taken before
+// the upgrade).
+func newerSchemaError(current int, name string, latest int) error {
+	if name != "" {
+		name = " (" + name + ")"
+	}
+	return fmt.Errorf("database schema version %d%s is newer than this binary's (%d): it was migrated by a newer livehooks; run a livehooks whose \"livehooks version\" shows postgres schema %d or more", current, name, latest, current)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -127,8 +128,8 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	db.Close()
 	_, err := Open(ctx, Options{Path: path, Cipher: testCipher(t)})
-	if err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Fatalf("Open of a newer schema: %v", err)
+	if want := fmt.Sprintf("shows sqlite schema %d or more", SchemaVersion()+1); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Open of a newer schema: %v, want it to say %q", err, want)
 	}
 }
 
