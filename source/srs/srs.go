@@ -22,22 +22,25 @@ import (
 // SRS knows.
 const DefaultVhost = "__defaultVhost__"
 
-// Callback is the body of an SRS HTTP callback, as SRS 4 to 6 document it
-// (full.conf, http_hooks). SRS 3 and older sent client_id as a number.
+// Callback is the body of an SRS HTTP callback, as SRS 4 to 6 send it
+// (srs_app_http_hooks.cpp). SRS 3 and older sent client_id as a number.
 type Callback struct {
-	Action    string          `json:"action"`
-	ClientID  json.RawMessage `json:"client_id"`
-	IP        string          `json:"ip"`
-	Vhost     string          `json:"vhost"`
-	App       string          `json:"app"`
-	Stream    string          `json:"stream"`
-	Param     string          `json:"param"`
-	TcURL     string          `json:"tcUrl"` // on_publish only
-	Cwd       string          `json:"cwd"`   // on_dvr
-	File      string          `json:"file"`  // on_dvr, relative to cwd or absolute
-	ServerID  string          `json:"server_id"`
-	StreamURL string          `json:"stream_url"`
-	StreamID  string          `json:"stream_id"`
+	Action   string          `json:"action"`
+	ClientID json.RawMessage `json:"client_id"`
+	IP       string          `json:"ip"`
+	Vhost    string          `json:"vhost"`
+	App      string          `json:"app"`
+	Stream   string          `json:"stream"`
+	Param    string          `json:"param"`
+	// TcURL is the RTMP connect's tcUrl, as the client sent it
+	// ("rtmp://push.example.com:1935/live"): on every hook in SRS 5 and 6,
+	// on on_publish only in SRS 4.
+	TcURL     string `json:"tcUrl"`
+	Cwd       string `json:"cwd"`  // on_dvr
+	File      string `json:"file"` // on_dvr, relative to cwd or absolute
+	ServerID  string `json:"server_id"`
+	StreamURL string `json:"stream_url"`
+	StreamID  string `json:"stream_id"`
 }
 
 // Handler serves /hooks/srs/{project_id}. It is safe for concurrent use.
@@ -46,7 +49,7 @@ type Handler struct {
 
 	mu sync.Mutex
 	// domains remembers the domain a __defaultVhost__ stream published
-	// under (from on_publish's tcUrl), for its on_unpublish and on_dvr,
+	// under (from on_publish's tcUrl), for SRS 4's on_unpublish and on_dvr,
 	// which carry no tcUrl.
 	domains map[[3]string]string
 }
@@ -146,9 +149,11 @@ func (h *Handler) fail(w http.ResponseWriter, action string, key livehooks.Strea
 }
 
 // domain is the publish domain of a callback: the hook URL's ?domain= when
-// given; else a named vhost; else, for __defaultVhost__, the host of tcUrl
-// (on_publish), a vhost= argument of param, or the domain the stream's
-// on_publish had.
+// given; else a named vhost; else, for __defaultVhost__, the vhost the
+// publisher asked for in its query (param's vhost= or domain=, which SRS
+// itself prefers to the host), the host of tcUrl, or (SRS 4, whose
+// on_unpublish and on_dvr have no tcUrl) the domain the stream's on_publish
+// had.
 func (h *Handler) domain(r *http.Request, project string, cb *Callback) (string, error) {
 	if d := r.URL.Query().Get("domain"); d != "" {
 		return checkDomain("?domain=", d)
@@ -158,10 +163,10 @@ func (h *Handler) domain(r *http.Request, project string, cb *Callback) (string,
 	}
 	mem := [3]string{project, cb.App, cb.Stream}
 	d := ""
-	if u, err := url.Parse(cb.TcURL); err == nil && u.Hostname() != "" {
+	if v := paramVhost(cb.Param); v != "" {
+		d = v
+	} else if u, err := url.Parse(cb.TcURL); err == nil && u.Hostname() != "" {
 		d = u.Hostname()
-	} else if q, err := url.ParseQuery(strings.TrimPrefix(cb.Param, "?")); err == nil && q.Get("vhost") != "" {
-		d = q.Get("vhost")
 	} else {
 		h.mu.Lock()
 		d = h.domains[mem]
@@ -183,6 +188,18 @@ func (h *Handler) domain(r *http.Request, project string, cb *Callback) (string,
 		h.mu.Unlock()
 	}
 	return d, nil
+}
+
+// paramVhost is the vhost named in a publisher's query ("?vhost=NAME" or
+// "?domain=NAME", as SRS reads it), or "".
+func paramVhost(param string) string {
+	q, _ := url.ParseQuery(strings.TrimPrefix(param, "?")) // what parses, even beside a bad pair
+	for _, k := range []string{"vhost", "domain"} {
+		if v := q.Get(k); v != "" && v != DefaultVhost {
+			return v
+		}
+	}
+	return ""
 }
 
 func checkDomain(what, d string) (string, error) {

@@ -71,17 +71,44 @@ func TestDefaultVhost(t *testing.T) {
 	hk := newHook(t, srs.New(src))
 	dvrFile(t, dir, "video.flv", "objs/nginx/html/live/livestream.1420254068776.flv")
 	hk.want("?secret=S", sourcetest.JSONFixture(t, "on_publish.json", nil), 200)
-	// on_unpublish and on_dvr carry no tcUrl: the domain of the publish.
 	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", nil), 200)
 	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir}), 200)
 	// An absolute file, and one that escapes cwd.
 	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"file": filepath.Join(dir, "objs/nginx/html/live/livestream.1420254068776.flv")}), 200)
 	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir, "file": "../../../etc/passwd"}), 200)
+	// SRS 5 and 6 send tcUrl on every hook: a livehooks restarted in the
+	// middle of a publish (no memory of it) still knows the domain.
+	restarted := newHook(t, srs.New(src))
+	restarted.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir, "param": ""}), 200)
+	restarted.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": ""}), 200)
 	const s = "p/push.example.com/live/livestream"
 	rec.Want(t, "publish "+s, "unpublish "+s,
 		"file_done "+s+" livestream.1420254068776.flv FLV 25168B 2.02s 320x240",
 		"file_done "+s+" livestream.1420254068776.flv FLV 25168B 2.02s 320x240",
-		`failure `+s+` "file outside the record directories"`)
+		`failure `+s+` "file outside the record directories"`,
+		"file_done "+s+" livestream.1420254068776.flv FLV 25168B 2.02s 320x240",
+		"unpublish "+s)
+}
+
+// SRS 4 sends tcUrl with on_publish only: the domain of on_unpublish and
+// on_dvr is the one the stream published under, remembered in memory.
+func TestSRS4RemembersThePublishDomain(t *testing.T) {
+	t.Parallel()
+	src, rec, dir := sourcetest.New(t)
+	hk := newHook(t, srs.New(src))
+	dvrFile(t, dir, "video.flv", "objs/nginx/html/live/livestream.1420254068776.flv")
+	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", nil), 200)
+	hk.want("", sourcetest.JSONFixture(t, "v4_on_unpublish.json", nil), 200)
+	hk.want("", sourcetest.JSONFixture(t, "v4_on_dvr.json", map[string]any{"cwd": dir}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "v4_on_unpublish.json", map[string]any{"stream": "s2"}), 400) // never published
+	// After a restart livehooks cannot tell: ?domain= on the hook URL can.
+	restarted := newHook(t, srs.New(src))
+	restarted.want("", sourcetest.JSONFixture(t, "v4_on_unpublish.json", nil), 400)
+	restarted.want("?domain=push.example.com", sourcetest.JSONFixture(t, "v4_on_unpublish.json", nil), 200)
+	const s = "p/push.example.com/live/livestream"
+	rec.Want(t, "publish "+s, "unpublish "+s,
+		"file_done "+s+" livestream.1420254068776.flv FLV 25168B 2.02s 320x240",
+		"unpublish "+s)
 }
 
 func TestDomains(t *testing.T) {
@@ -89,18 +116,24 @@ func TestDomains(t *testing.T) {
 	src, rec, dir := sourcetest.New(t)
 	hk := newHook(t, srs.New(src))
 	dvrFile(t, dir, "video.mp4", "objs/nginx/html/live/livestream.1420254068776.mp4")
-	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                                         // a named vhost
-	hk.want("", sourcetest.JSONFixture(t, "v3_on_dvr.json", map[string]any{"cwd": dir}), 200)                         // SRS 3, numeric client_id
-	hk.want("?domain=Other.Example.com", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                // ?domain= wins
-	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"stream": "s2"}), 400)                  // unknown domain
-	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": "?vhost=p.example.com"}), 200) // param's vhost
+	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                          // a named vhost
+	hk.want("", sourcetest.JSONFixture(t, "v3_on_dvr.json", map[string]any{"cwd": dir}), 200)          // SRS 3, numeric client_id
+	hk.want("?domain=Other.Example.com", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200) // ?domain= wins
+	// The publisher's ?vhost= (or ?domain=) wins over tcUrl's host, as in SRS.
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": "?vhost=p.example.com&token=x"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": "?domain=q.example.com"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": "?vhost=__defaultVhost__"}), 200)
+	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"tcUrl": "rtmp://203.0.113.7/live"}), 200) // an IP
 	hk.want("?domain=-x-", sourcetest.JSONFixture(t, "on_publish.json", nil), 400)
 	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", map[string]any{"vhost": "bad_vhost"}), 400)
 	rec.Want(t,
 		"publish p/video.test.com/live/livestream",
 		"file_done p/video.test.com/live/livestream livestream.1420254068776.mp4 MP4 24935B 2s 320x240",
 		"publish p/other.example.com/live/livestream",
-		"unpublish p/p.example.com/live/livestream")
+		"unpublish p/p.example.com/live/livestream",
+		"unpublish p/q.example.com/live/livestream",
+		"unpublish p/push.example.com/live/livestream",
+		"unpublish p/203.0.113.7/live/livestream")
 }
 
 func TestOtherActionsAndBadInput(t *testing.T) {
@@ -131,7 +164,7 @@ func TestRejectUnknownStreams(t *testing.T) {
 // FuzzCallback: any body and hook query gets an answer below 500 with a
 // code, and never a panic.
 func FuzzCallback(f *testing.F) {
-	for _, name := range []string{"on_publish.json", "on_unpublish.json", "on_dvr.json", "on_publish_vhost.json", "v3_on_dvr.json"} {
+	for _, name := range []string{"on_publish.json", "on_unpublish.json", "on_dvr.json", "on_publish_vhost.json", "v4_on_unpublish.json", "v4_on_dvr.json", "v3_on_dvr.json"} {
 		f.Add("", sourcetest.JSONFixture(f, name, nil))
 	}
 	f.Add("domain=a.example.com", `{"action":"on_dvr","app":"live","stream":"s","cwd":"/","file":"../../etc/shadow"}`)
