@@ -53,26 +53,41 @@ command on events instead of calling a URL.`,
 	}
 
 	mtx := &cobra.Command{
-		Use:   "mediamtx {ready|not-ready|segment-complete}",
-		Short: "Post a MediaMTX hook (runOnReady, runOnNotReady, runOnRecordSegmentComplete)",
+		Use:   "mediamtx {available|unavailable|segment-complete}",
+		Short: "Post a MediaMTX hook (runOnAvailable, runOnUnavailable, runOnRecordSegmentComplete)",
 		Long: `Post a MediaMTX hook to livehooks. MediaMTX runs it with the stream in its
 environment: MTX_PATH (split into app and stream at its last slash; a path
 without a slash is a stream of the app "live"), MTX_QUERY, MTX_SOURCE_TYPE,
 MTX_SOURCE_ID, RTSP_PORT, and for segment-complete MTX_SEGMENT_PATH (made
 absolute against MediaMTX's working directory) and MTX_SEGMENT_DURATION.
 
-In mediamtx.yml:
+A complete mediamtx.yml (settings it does not name keep MediaMTX's defaults;
+without a "paths" entry MediaMTX refuses every publish with "path is not
+configured", so merge pathDefaults into the shipped mediamtx.yml or keep the
+all_others line):
 
   pathDefaults:
     record: yes
-    runOnReady: livehooks notify mediamtx ready
-    runOnNotReady: livehooks notify mediamtx not-ready
+    recordPath: /var/lib/mediamtx/rec/%path/%Y-%m-%d_%H-%M-%S-%f
+    runOnAvailable: livehooks notify mediamtx available
+    runOnUnavailable: livehooks notify mediamtx unavailable
     runOnRecordSegmentComplete: livehooks notify mediamtx segment-complete
+  paths:
+    all_others:
 
 with LIVEHOOKS_URL, LIVEHOOKS_PROJECT, LIVEHOOKS_INGEST_SECRET and
-LIVEHOOKS_DOMAIN in MediaMTX's environment (or the flags on each line).`,
+LIVEHOOKS_DOMAIN in MediaMTX's environment (or the flags on each line).
+
+MediaMTX before v1.20 names the first two hooks runOnReady and runOnNotReady
+(v1.20 still reads them, with a deprecation warning): the events "ready" and
+"not-ready" are accepted as the same as "available" and "unavailable".
+
+MediaMTX ignores a hook's exit code: when livehooks refuses a stream
+(reject_unknown_streams), MediaMTX still publishes and records it; this
+command prints livehooks' answer on stderr and exits 1, and livehooks sends
+no callback for the stream.`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{mediamtx.EventReady, mediamtx.EventNotReady, mediamtx.EventSegmentComplete},
+		ValidArgs: mediamtx.Events,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return notifyMediaMTX(cmd.Context(), e, o, args[0])
 		},
@@ -82,17 +97,15 @@ LIVEHOOKS_DOMAIN in MediaMTX's environment (or the flags on each line).`,
 }
 
 func notifyMediaMTX(ctx context.Context, e *env, o *notifyOptions, event string) error {
-	switch event {
-	case mediamtx.EventReady, mediamtx.EventNotReady, mediamtx.EventSegmentComplete:
-	default:
-		return fmt.Errorf("event %q: want ready, not-ready or segment-complete", event)
+	if !mediamtx.ValidEvent(event) {
+		return fmt.Errorf("event %q: want available, unavailable or segment-complete (or MediaMTX's older names ready, not-ready)", event)
 	}
 	n := mediamtx.Notification{
 		Event: event, Path: e.getenv("MTX_PATH"), Domain: o.domain, Query: e.getenv("MTX_QUERY"),
 		SourceType: e.getenv("MTX_SOURCE_TYPE"), SourceID: e.getenv("MTX_SOURCE_ID"), RTSPPort: e.getenv("RTSP_PORT"),
 	}
 	if n.Path == "" {
-		return fmt.Errorf("MTX_PATH is not set: run this from MediaMTX's runOnReady, runOnNotReady or runOnRecordSegmentComplete")
+		return fmt.Errorf("MTX_PATH is not set: run this from MediaMTX's runOnAvailable, runOnUnavailable or runOnRecordSegmentComplete")
 	}
 	if event == mediamtx.EventSegmentComplete {
 		n.SegmentPath, n.SegmentDuration = e.getenv("MTX_SEGMENT_PATH"), e.getenv("MTX_SEGMENT_DURATION")

@@ -39,7 +39,7 @@ func notifySegment(t *testing.T, base, recDir string) (map[string]string, []byte
 	}
 	env := map[string]string{"LIVEHOOKS_URL": base, "LIVEHOOKS_PROJECT": "p1", "LIVEHOOKS_INGEST_SECRET": "S3cret", "LIVEHOOKS_DOMAIN": "mtx.example.com",
 		"MTX_PATH": "live/cam1", "MTX_SEGMENT_PATH": seg, "MTX_SEGMENT_DURATION": "2"}
-	for _, ev := range []string{"ready", "segment-complete"} {
+	for _, ev := range []string{"available", "segment-complete"} {
 		if out, err := notify(env, "mediamtx", ev); err != nil {
 			t.Fatalf("%s: %v %s", ev, err, out)
 		}
@@ -74,22 +74,28 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 		"MTX_PATH": "live/cam1", "MTX_QUERY": "token=abc", "MTX_SOURCE_TYPE": "rtmpConn", "MTX_SOURCE_ID": "42", "RTSP_PORT": "8554",
 		"MTX_SEGMENT_PATH": "recordings/live/cam1/2026-03-08_14-10-25-000000.mp4", "MTX_SEGMENT_DURATION": "6.02",
 	}
-	if out, err := notify(env, "mediamtx", "ready", "--domain", "push.example.com"); err != nil {
+	if out, err := notify(env, "mediamtx", "available", "--domain", "push.example.com"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	if out, err := notify(env, "mediamtx", "segment-complete", "--domain", "push.example.com"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	env["LIVEHOOKS_DOMAIN"] = "env.example.com"
+	if out, err := notify(env, "mediamtx", "unavailable"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	// The names of the hooks before MediaMTX v1.20 pass as they are.
 	if out, err := notify(env, "mediamtx", "not-ready"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	wd, _ := os.Getwd()
 	want := []got{
-		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "ready", Path: "live/cam1", Domain: "push.example.com",
+		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "available", Path: "live/cam1", Domain: "push.example.com",
 			Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
 		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "segment-complete", Path: "live/cam1", Domain: "push.example.com",
 			SegmentPath: filepath.Join(wd, env["MTX_SEGMENT_PATH"]), SegmentDuration: "6.02",
+			Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
+		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "unavailable", Path: "live/cam1", Domain: "env.example.com",
 			Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
 		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "not-ready", Path: "live/cam1", Domain: "env.example.com",
 			Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
@@ -106,7 +112,7 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 	// Refusals and mistakes are errors that say what to do, without the
 	// secret.
 	status = http.StatusUnauthorized
-	_, err := notify(env, "mediamtx", "ready")
+	_, err := notify(env, "mediamtx", "available")
 	if err == nil || !strings.Contains(err.Error(), "livehooks answered 401") || strings.Contains(err.Error(), "S3cret") {
 		t.Fatalf("401: %v", err)
 	}
@@ -137,6 +143,10 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 		if err != nil || !strings.Contains(out, "LIVEHOOKS_INGEST_SECRET") {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}
+	}
+	if out, _ := notify(nil, "mediamtx", "--help"); !strings.Contains(out, "runOnAvailable: livehooks notify mediamtx available") ||
+		!strings.Contains(out, "all_others") || !strings.Contains(out, "runOnReady") || !strings.Contains(out, "exit code") {
+		t.Errorf("mediamtx --help lacks the v1.20 hook names, the complete file or the exit code:\n%s", out)
 	}
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"serve", "--help"}, func(string) string { return "" }, nil, &out, &out); err != nil ||
@@ -172,7 +182,7 @@ func TestNotifyMediaMTXThroughServe(t *testing.T) {
 		t.Fatalf("outside: %v %s", err, out)
 	}
 	env["LIVEHOOKS_INGEST_SECRET"] = "wrong"
-	if _, err := notify(env, "mediamtx", "not-ready"); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := notify(env, "mediamtx", "unavailable"); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong secret: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -1,7 +1,7 @@
 // Package mediamtx adapts MediaMTX's hooks to recording signals. MediaMTX
-// runs commands (runOnReady, runOnNotReady, runOnRecordSegmentComplete);
-// "livehooks notify mediamtx" is that command: it reads MediaMTX's
-// environment and posts a Notification here.
+// runs commands (runOnAvailable, runOnUnavailable, runOnRecordSegmentComplete;
+// runOnReady and runOnNotReady before v1.20); "livehooks notify mediamtx" is
+// that command: it reads MediaMTX's environment and posts a Notification here.
 package mediamtx
 
 import (
@@ -20,10 +20,35 @@ import (
 
 // Events of a Notification.
 const (
-	EventReady           = "ready"            // runOnReady: a stream is published
-	EventNotReady        = "not-ready"        // runOnNotReady: it stopped
+	EventAvailable       = "available"        // runOnAvailable: a stream is published
+	EventUnavailable     = "unavailable"      // runOnUnavailable: it stopped
 	EventSegmentComplete = "segment-complete" // runOnRecordSegmentComplete
+
+	// The names of runOnReady and runOnNotReady, which MediaMTX v1.20
+	// renamed (the old names still work there, with a warning): the same
+	// events.
+	EventReady    = "ready"
+	EventNotReady = "not-ready"
 )
+
+// Events lists the events a Notification may carry.
+var Events = []string{EventAvailable, EventUnavailable, EventSegmentComplete, EventReady, EventNotReady}
+
+// canonicalEvent returns the event's current name, or "" for an unknown one.
+func canonicalEvent(e string) string {
+	switch e {
+	case EventAvailable, EventReady:
+		return EventAvailable
+	case EventUnavailable, EventNotReady:
+		return EventUnavailable
+	case EventSegmentComplete:
+		return EventSegmentComplete
+	}
+	return ""
+}
+
+// ValidEvent reports whether e is an event of a Notification.
+func ValidEvent(e string) bool { return canonicalEvent(e) != "" }
 
 // DefaultApp is the app of a path without a slash.
 const DefaultApp = "live"
@@ -103,10 +128,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, "notification body is not the JSON object livehooks notify sends")
 		return
 	}
-	switch n.Event {
-	case EventReady, EventNotReady, EventSegmentComplete:
-	default:
-		reply(w, http.StatusBadRequest, fmt.Sprintf("unknown event %q: want ready, not-ready or segment-complete", clip(n.Event, 32)))
+	event := canonicalEvent(n.Event)
+	if event == "" {
+		reply(w, http.StatusBadRequest, fmt.Sprintf("unknown event %q: want available, unavailable or segment-complete (or ready, not-ready)", clip(n.Event, 32)))
 		return
 	}
 	domain := r.URL.Query().Get("domain")
@@ -124,20 +148,21 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	switch n.Event {
-	case EventReady:
+	switch event {
+	case EventAvailable:
 		adm, err := h.src.Publish(ctx, key)
 		if err != nil {
 			h.fail(w, n.Event, key, err)
 			return
 		}
 		if adm == source.Refused {
-			// MediaMTX cannot be told to refuse from here: the stream
-			// goes on, unrecorded.
+			// MediaMTX ignores its hooks' exit codes: the stream goes
+			// on, and MediaMTX records it; only the command's stderr
+			// line says why no callback comes.
 			reply(w, http.StatusForbidden, "stream not recorded: no callback config for this app")
 			return
 		}
-	case EventNotReady:
+	case EventUnavailable:
 		if err := h.src.Unpublish(ctx, key); err != nil {
 			h.fail(w, n.Event, key, err)
 			return

@@ -44,13 +44,13 @@ func TestNotifications(t *testing.T) {
 	srv := server(t, mediamtx.New(src))
 	seg := sourcetest.CopyFixture(t, "fragmented.mp4", dir, "2026-03-08_14-10-25-000000.mp4")
 	ts := sourcetest.CopyFixture(t, "hls/seg0.ts", dir, "2026-03-08_14-10-27-000000.ts")
-	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", nil), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", nil), 200)
 	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", map[string]any{"segment_path": seg}), 200)
 	// An MPEG-TS segment (recordFormat mpegts): the picture size from its
 	// SPS, the duration from its timestamps rather than MediaMTX's.
 	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", map[string]any{"segment_path": ts, "segment_duration": "1.5s"}), 200)
 	post(t, srv, "", sourcetest.JSONFixture(t, "segment-complete.json", nil), 200) // outside the record directory
-	post(t, srv, "", sourcetest.JSONFixture(t, "not-ready.json", nil), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "unavailable.json", nil), 200)
 	const s = "p/push.example.com/live/cam1"
 	rec.Want(t, "publish "+s,
 		"file_done "+s+" 2026-03-08_14-10-25-000000.mp4 MP4 24857B 2.023s 320x240",
@@ -59,15 +59,27 @@ func TestNotifications(t *testing.T) {
 		"unpublish "+s)
 }
 
+// MediaMTX before v1.20 runs runOnReady and runOnNotReady; configurations
+// written for it say "ready" and "not-ready": the same events.
+func TestOlderEventNames(t *testing.T) {
+	t.Parallel()
+	src, rec, _ := sourcetest.New(t)
+	srv := server(t, mediamtx.New(src))
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"event": "ready"}), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "unavailable.json", map[string]any{"event": "not-ready"}), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"event": "Available"}), 400)
+	rec.Want(t, "publish p/push.example.com/live/cam1", "unpublish p/push.example.com/live/cam1")
+}
+
 func TestPathsDomainsAndBadInput(t *testing.T) {
 	t.Parallel()
 	src, rec, _ := sourcetest.New(t)
 	srv := server(t, mediamtx.New(src))
-	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"path": "cam2"}), 200)                          // no slash: app "live"
-	post(t, srv, "?domain=Q.example.com", sourcetest.JSONFixture(t, "ready.json", map[string]any{"path": "/tv/cam3"}), 200) // ?domain= wins
-	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"path": "a/b/cam4"}), 400)                      // app "a/b"
-	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"domain": nil}), 400)
-	post(t, srv, "", sourcetest.JSONFixture(t, "ready.json", map[string]any{"event": "started"}), 400)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"path": "cam2"}), 200)                          // no slash: app "live"
+	post(t, srv, "?domain=Q.example.com", sourcetest.JSONFixture(t, "available.json", map[string]any{"path": "/tv/cam3"}), 200) // ?domain= wins
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"path": "a/b/cam4"}), 400)                      // app "a/b"
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"domain": nil}), 400)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"event": "started"}), 400)
 	post(t, srv, "", `{"event":`, 400)
 	rec.Want(t, "publish p/push.example.com/live/cam2", "publish p/q.example.com/tv/cam3")
 }
@@ -88,7 +100,7 @@ func TestParseDuration(t *testing.T) {
 
 // FuzzHandler: any body gets an answer below 500, never a panic.
 func FuzzHandler(f *testing.F) {
-	for _, name := range []string{"ready.json", "not-ready.json", "segment-complete.json"} {
+	for _, name := range []string{"available.json", "unavailable.json", "segment-complete.json"} {
 		f.Add("", sourcetest.JSONFixture(f, name, nil))
 	}
 	f.Add("domain=x.example.com", `{"event":"segment-complete","path":"live/x","segment_path":"../../etc/passwd","segment_duration":"NaN"}`)
