@@ -87,6 +87,11 @@ type DomainSettings struct {
 	// DownloadURLTemplate builds download_url; placeholders {domain} {app}
 	// {stream} {file} {job_id}. Ignored when Storage is set.
 	DownloadURLTemplate string `json:"download_url_template,omitempty"`
+	// DownloadURLExpiry is how long the links are valid when livehooks
+	// serves the files itself (no template, no storage); 0: forever. Stored
+	// settings always carry it (the API, the config file and the stores fill
+	// in DefaultDownloadURLExpiry).
+	DownloadURLExpiry time.Duration `json:"-"`
 	// PlayURLTemplate builds play_url: {domain} {app} {stream}.
 	PlayURLTemplate string `json:"play_url_template,omitempty"`
 	// MaxPause is the maximum stream pause length (default 30 s): a republish
@@ -122,6 +127,19 @@ type StorageSettings struct {
 
 // DefaultMaxPause is the default maximum stream pause length.
 const DefaultMaxPause = 30 * time.Second
+
+// DefaultDownloadURLExpiry is how long a link to a file livehooks serves
+// stays valid unless the domain says otherwise.
+const DefaultDownloadURLExpiry = 7 * 24 * time.Hour
+
+// DownloadURLExpiryOf returns the lifetime of the links to a domain's files
+// (d may be nil: a domain without settings).
+func DownloadURLExpiryOf(d *DomainSettings) time.Duration {
+	if d == nil {
+		return DefaultDownloadURLExpiry
+	}
+	return d.DownloadURLExpiry
+}
 
 // DomainStore keeps per-domain recording settings.
 type DomainStore interface {

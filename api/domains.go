@@ -15,6 +15,7 @@ import (
 // Limits of the domain settings.
 const (
 	maxPauseSeconds      = 86400
+	maxDownloadURLExpiry = 10 * 365 * 24 * time.Hour
 	maxPresignExpiry     = 7 * 24 * time.Hour // what S3 signature V4 accepts
 	maxTemplateLength    = livehooks.MaxURLLength
 	maxPrefixLength      = 512
@@ -30,12 +31,15 @@ const (
 // (serve --recording-config). Pointers tell an absent field from a zero one;
 // a PUT replaces the whole settings, absent fields take their defaults.
 type DomainRequest struct {
-	RecordFormat         *string         `json:"record_format" yaml:"record_format"`
-	DownloadURLTemplate  *string         `json:"download_url_template" yaml:"download_url_template"`
-	PlayURLTemplate      *string         `json:"play_url_template" yaml:"play_url_template"`
-	MaxPauseSeconds      *int64          `json:"max_pause_seconds" yaml:"max_pause_seconds"`
-	RejectUnknownStreams *bool           `json:"reject_unknown_streams" yaml:"reject_unknown_streams"`
-	Storage              *StorageRequest `json:"storage" yaml:"storage"`
+	RecordFormat        *string `json:"record_format" yaml:"record_format"`
+	DownloadURLTemplate *string `json:"download_url_template" yaml:"download_url_template"`
+	PlayURLTemplate     *string `json:"play_url_template" yaml:"play_url_template"`
+	MaxPauseSeconds     *int64  `json:"max_pause_seconds" yaml:"max_pause_seconds"`
+	// DownloadURLExpirySeconds is the lifetime of links to files livehooks
+	// serves itself (no template, no storage); 0: they never expire.
+	DownloadURLExpirySeconds *int64          `json:"download_url_expiry_seconds" yaml:"download_url_expiry_seconds"`
+	RejectUnknownStreams     *bool           `json:"reject_unknown_streams" yaml:"reject_unknown_streams"`
+	Storage                  *StorageRequest `json:"storage" yaml:"storage"`
 }
 
 // StorageRequest is the storage part of a DomainRequest. SecretKey is
@@ -71,12 +75,13 @@ func (req *DomainRequest) Settings(projectID, publishDomain string, prev *liveho
 	}
 	now = now.UTC().Truncate(time.Second)
 	d := &livehooks.DomainSettings{
-		ProjectID:     projectID,
-		PublishDomain: publishDomain,
-		RecordFormat:  livehooks.FormatFLV,
-		MaxPause:      livehooks.DefaultMaxPause,
-		CreateTime:    now,
-		UpdateTime:    now,
+		ProjectID:         projectID,
+		PublishDomain:     publishDomain,
+		RecordFormat:      livehooks.FormatFLV,
+		MaxPause:          livehooks.DefaultMaxPause,
+		DownloadURLExpiry: livehooks.DefaultDownloadURLExpiry,
+		CreateTime:        now,
+		UpdateTime:        now,
 	}
 	if prev != nil && !prev.CreateTime.IsZero() {
 		d.CreateTime = prev.CreateTime
@@ -101,6 +106,12 @@ func (req *DomainRequest) Settings(projectID, publishDomain string, prev *liveho
 			return nil, livehooks.Errorf(livehooks.EINVALID, "max_pause_seconds must be from 0 to %d", maxPauseSeconds)
 		}
 		d.MaxPause = time.Duration(*req.MaxPauseSeconds) * time.Second
+	}
+	if req.DownloadURLExpirySeconds != nil {
+		if secs := *req.DownloadURLExpirySeconds; secs < 0 || secs > int64(maxDownloadURLExpiry/time.Second) {
+			return nil, livehooks.Errorf(livehooks.EINVALID, "download_url_expiry_seconds must be from 0 (never expires) to %d (10 years)", int64(maxDownloadURLExpiry/time.Second))
+		}
+		d.DownloadURLExpiry = time.Duration(*req.DownloadURLExpirySeconds) * time.Second
 	}
 	if req.RejectUnknownStreams != nil {
 		d.RejectUnknownStreams = *req.RejectUnknownStreams
@@ -342,15 +353,16 @@ func isPrintableASCII(s string) bool {
 // domainResponse is a domain's settings as the API shows them: never with the
 // storage secret.
 type domainResponse struct {
-	PublishDomain        string           `json:"publish_domain"`
-	RecordFormat         string           `json:"record_format"`
-	DownloadURLTemplate  string           `json:"download_url_template,omitempty"`
-	PlayURLTemplate      string           `json:"play_url_template,omitempty"`
-	MaxPauseSeconds      int64            `json:"max_pause_seconds"`
-	RejectUnknownStreams bool             `json:"reject_unknown_streams"`
-	Storage              *storageResponse `json:"storage,omitempty"`
-	CreateTime           string           `json:"create_time"`
-	UpdateTime           string           `json:"update_time"`
+	PublishDomain            string           `json:"publish_domain"`
+	RecordFormat             string           `json:"record_format"`
+	DownloadURLTemplate      string           `json:"download_url_template,omitempty"`
+	PlayURLTemplate          string           `json:"play_url_template,omitempty"`
+	MaxPauseSeconds          int64            `json:"max_pause_seconds"`
+	DownloadURLExpirySeconds int64            `json:"download_url_expiry_seconds"`
+	RejectUnknownStreams     bool             `json:"reject_unknown_streams"`
+	Storage                  *storageResponse `json:"storage,omitempty"`
+	CreateTime               string           `json:"create_time"`
+	UpdateTime               string           `json:"update_time"`
 }
 
 type storageResponse struct {
@@ -372,14 +384,15 @@ type domainListResponse struct {
 
 func newDomainResponse(d *livehooks.DomainSettings) domainResponse {
 	r := domainResponse{
-		PublishDomain:        d.PublishDomain,
-		RecordFormat:         d.RecordFormat,
-		DownloadURLTemplate:  d.DownloadURLTemplate,
-		PlayURLTemplate:      d.PlayURLTemplate,
-		MaxPauseSeconds:      int64(d.MaxPause / time.Second),
-		RejectUnknownStreams: d.RejectUnknownStreams,
-		CreateTime:           livehooks.FormatTime(d.CreateTime),
-		UpdateTime:           livehooks.FormatTime(d.UpdateTime),
+		PublishDomain:            d.PublishDomain,
+		RecordFormat:             d.RecordFormat,
+		DownloadURLTemplate:      d.DownloadURLTemplate,
+		PlayURLTemplate:          d.PlayURLTemplate,
+		MaxPauseSeconds:          int64(d.MaxPause / time.Second),
+		DownloadURLExpirySeconds: int64(d.DownloadURLExpiry / time.Second),
+		RejectUnknownStreams:     d.RejectUnknownStreams,
+		CreateTime:               livehooks.FormatTime(d.CreateTime),
+		UpdateTime:               livehooks.FormatTime(d.UpdateTime),
 	}
 	if r.RecordFormat == "" {
 		r.RecordFormat = livehooks.FormatFLV

@@ -128,7 +128,7 @@ func TestDomainLifecycle(t *testing.T) {
 	}
 	want := `{"publish_domain":"push.example.com","record_format":"HLS",` +
 		`"download_url_template":"https://cdn.example.com/{app}/{stream}/{file}",` +
-		`"play_url_template":"https://play.example.com/{app}/{stream}.m3u8","max_pause_seconds":60,"reject_unknown_streams":true,` +
+		`"play_url_template":"https://play.example.com/{app}/{stream}.m3u8","max_pause_seconds":60,"download_url_expiry_seconds":604800,"reject_unknown_streams":true,` +
 		`"storage":{"endpoint":"s3.example.com:9000","secure":false,"region":"us-east-1","bucket":"recordings","prefix":"live",` +
 		`"access_key":"AKIDEXAMPLE","presign":true,"presign_expiry_seconds":3600,"public_url":"https://cdn.example.com/rec"},` +
 		`"create_time":"2026-03-08T14:10:25Z","update_time":"2026-03-08T14:10:25Z"}`
@@ -154,7 +154,7 @@ func TestDomainLifecycle(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("replace: %d %s", r.status, r.body)
 	}
-	want = `{"publish_domain":"push.example.com","record_format":"MP4","max_pause_seconds":30,"reject_unknown_streams":false,` +
+	want = `{"publish_domain":"push.example.com","record_format":"MP4","max_pause_seconds":30,"download_url_expiry_seconds":604800,"reject_unknown_streams":false,` +
 		`"create_time":"2026-03-08T14:10:25Z","update_time":"2026-03-08T14:11:55Z"}`
 	if got := strings.TrimSpace(string(r.body)); got != want {
 		t.Fatalf("replace body\n got %s\nwant %s", got, want)
@@ -172,6 +172,12 @@ func TestDomainLifecycle(t *testing.T) {
 	}
 	if m := r.json(t); m["record_format"] != "FLV" || m["max_pause_seconds"].(float64) != 30 {
 		t.Fatalf("defaults %v", m)
+	}
+	if r := ts.do(t, "PUT", domainsBase+"/c.example.com", tokenA, map[string]any{"download_url_expiry_seconds": 0}); r.status != 201 || r.json(t)["download_url_expiry_seconds"].(float64) != 0 {
+		t.Fatalf("download_url_expiry_seconds 0: %d %s", r.status, r.body)
+	}
+	if r := ts.do(t, "DELETE", domainsBase+"/c.example.com", tokenA, nil); r.status != 204 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
 	}
 	if r := ts.do(t, "PUT", domainsBase+"/b.example.com", tokenA, map[string]any{"max_pause_seconds": 0}); r.status != 201 || r.json(t)["max_pause_seconds"].(float64) != 0 {
 		t.Fatalf("max_pause_seconds 0: %d %s", r.status, r.body)
@@ -240,6 +246,8 @@ func TestDomainValidation(t *testing.T) {
 		{"pause negative", with(validDomain(), "max_pause_seconds", -1)},
 		{"pause too long", with(validDomain(), "max_pause_seconds", 86401)},
 		{"pause fraction", with(validDomain(), "max_pause_seconds", 1.5)},
+		{"link expiry negative", with(validDomain(), "download_url_expiry_seconds", -1)},
+		{"link expiry over ten years", with(validDomain(), "download_url_expiry_seconds", 315360001)},
 		{"pause huge", with(validDomain(), "max_pause_seconds", 1e300)},
 		{"reject string", with(validDomain(), "reject_unknown_streams", "yes")},
 		{"storage not object", with(validDomain(), "storage", "s3")},

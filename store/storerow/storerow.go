@@ -86,12 +86,16 @@ func SplitSubscription(s string) []livehooks.EventType {
 type storedDomain struct {
 	livehooks.DomainSettings
 	PresignExpiryMS int64 `json:"presign_expiry_ms,omitempty"`
+	// DownloadURLExpiryMS is absent in rows written before the setting
+	// existed: they get the default.
+	DownloadURLExpiryMS *int64 `json:"download_url_expiry_ms,omitempty"`
 }
 
 // EncodeDomain returns a domain's settings column (JSON, no secret) and its
 // storage secret sealed with c (nil when there is none).
 func EncodeDomain(d *livehooks.DomainSettings, c livehooks.Cipher) (settings []byte, sealedSecret []byte, err error) {
-	sd := storedDomain{DomainSettings: *d}
+	expiry := d.DownloadURLExpiry.Milliseconds()
+	sd := storedDomain{DomainSettings: *d, DownloadURLExpiryMS: &expiry}
 	if d.Storage != nil {
 		st := *d.Storage
 		sd.Storage = &st
@@ -118,6 +122,10 @@ func DecodeDomain(projectID string, settings []byte, maxPause time.Duration, sea
 	d := sd.DomainSettings
 	d.ProjectID, d.MaxPause = projectID, maxPause
 	d.CreateTime, d.UpdateTime = created.UTC(), updated.UTC()
+	d.DownloadURLExpiry = livehooks.DefaultDownloadURLExpiry
+	if sd.DownloadURLExpiryMS != nil {
+		d.DownloadURLExpiry = time.Duration(*sd.DownloadURLExpiryMS) * time.Millisecond
+	}
 	if d.Storage != nil {
 		d.Storage.PresignExpiry = time.Duration(sd.PresignExpiryMS) * time.Millisecond
 		if sealedSecret != nil {

@@ -46,7 +46,7 @@ func TestDomainColumnsSealTheSecret(t *testing.T) {
 	c, _ := aesgcm.New(make([]byte, 32))
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := &livehooks.DomainSettings{ProjectID: "p", PublishDomain: "push.example.com", RecordFormat: "HLS", MaxPause: time.Minute,
-		CreateTime: now, UpdateTime: now,
+		DownloadURLExpiry: 0, CreateTime: now, UpdateTime: now,
 		Storage: &livehooks.StorageSettings{Endpoint: "s3.example.com", Bucket: "b", AccessKey: "AK", SecretKey: "the-secret-value", PresignExpiry: time.Hour}}
 	settings, sealed, err := storerow.EncodeDomain(d, c)
 	if err != nil {
@@ -62,5 +62,26 @@ func TestDomainColumnsSealTheSecret(t *testing.T) {
 	other, _ := aesgcm.New(bytes.Repeat([]byte{1}, 32))
 	if _, err := storerow.DecodeDomain("p", settings, time.Minute, sealed, now, now, other); err == nil || bytes.Contains([]byte(err.Error()), []byte("the-secret-value")) {
 		t.Fatalf("wrong master key: %v", err)
+	}
+}
+
+func TestDomainDownloadURLExpiry(t *testing.T) {
+	c, _ := aesgcm.New(make([]byte, 32))
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, expiry := range []time.Duration{0, time.Hour} {
+		d := &livehooks.DomainSettings{ProjectID: "p", PublishDomain: "push.example.com", DownloadURLExpiry: expiry}
+		settings, sealed, err := storerow.EncodeDomain(d, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := storerow.DecodeDomain("p", settings, 0, sealed, now, now, c)
+		if err != nil || got.DownloadURLExpiry != expiry {
+			t.Fatalf("%v: got %v %v", expiry, got.DownloadURLExpiry, err)
+		}
+	}
+	// A row written before the setting existed gets the default.
+	got, err := storerow.DecodeDomain("p", []byte(`{"publish_domain":"push.example.com","record_format":"FLV"}`), 0, nil, now, now, c)
+	if err != nil || got.DownloadURLExpiry != livehooks.DefaultDownloadURLExpiry {
+		t.Fatalf("old row: %v %v", got.DownloadURLExpiry, err)
 	}
 }
