@@ -33,7 +33,8 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	s := &Server{}
 	routed := map[string]bool{}
 	for _, rt := range s.routes() {
-		routed[rt.method+" "+rt.pattern] = true
+		// A trailing wildcard {name...} is {name} in OpenAPI.
+		routed[rt.method+" "+strings.ReplaceAll(rt.pattern, "...}", "}")] = true
 	}
 	var missing, extra []string
 	for r := range routed {

@@ -45,6 +45,9 @@ func (s *Server) routes() []route {
 		{"PUT", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handlePutDomain()), false},
 		{"DELETE", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handleDeleteDomain()), false},
 
+		// Recordings livehooks serves itself, authorized by the link's signature.
+		{"GET", "/recordings/{project_id}/{path...}", false, s.handleRecording(), true},
+
 		// Media-server hooks, authenticated by the project's ingest secret.
 		{"POST", "/hooks/{source}/{project_id}", false, s.handleHook(), false},
 
@@ -86,5 +89,18 @@ func (s *Server) handleOpenAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(openapiYAML)
+	})
+}
+
+// handleRecording answers a download link (GET and HEAD, as the mux routes
+// HEAD to GET patterns).
+func (s *Server) handleRecording() http.Handler {
+	if s.recordings == nil {
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.recordings.ServeRecording(w, r, r.PathValue("project_id"), "/"+r.PathValue("path")); err != nil {
+			s.writeError(w, r, err)
+		}
 	})
 }

@@ -58,6 +58,17 @@ type Config struct {
 	// Domains keeps per-domain recording settings, served under
 	// /v1/{project_id}/record/domains; nil leaves those routes out.
 	Domains livehooks.DomainStore
+
+	// Recordings answers the signed download links of the files livehooks
+	// serves itself, at /recordings/{project_id}/{path}; nil: 404.
+	Recordings Recordings
+}
+
+// Recordings answers a download link (a *fileserve.Server). filePath is the
+// decoded URL path after the project id, starting with "/". An error comes
+// before anything is written.
+type Recordings interface {
+	ServeRecording(w http.ResponseWriter, r *http.Request, projectID, filePath string) error
 }
 
 // Server is the HTTP API. It implements http.Handler.
@@ -78,6 +89,7 @@ type Server struct {
 	ingestSecrets IngestSecrets
 	domains       livehooks.DomainStore
 	testSends     inFlight
+	recordings    Recordings
 	handler       http.Handler
 }
 
@@ -105,6 +117,7 @@ func NewServer(cfg Config) (*Server, error) {
 		hooks:         cfg.Hooks,
 		ingestSecrets: cfg.IngestSecrets,
 		domains:       cfg.Domains,
+		recordings:    cfg.Recordings,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -190,6 +203,14 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// ReadFrom keeps the copy of a served recording zero-copy (sendfile).
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return io.Copy(r.ResponseWriter, src)
+}
 
 // withLog logs one line per request. It logs the path only, never the query
 // (ingest hooks carry their secret there) nor bodies or headers.

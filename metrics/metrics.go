@@ -24,6 +24,8 @@ type Metrics struct {
 	Breaker        *prometheus.GaugeVec   // by destination: 0 closed, 1 half-open, 2 open
 	CommitBatch    prometheus.Histogram   // operations per store transaction
 	RoundTrips     prometheus.Counter     // database round trips of group-commit transactions
+	Downloads      *prometheus.CounterVec // answers to download links, by outcome
+	DownloadBytes  prometheus.Counter     // recording bytes served
 	pending        func(context.Context) (int64, error)
 	mu             sync.Mutex
 	lastPending    float64
@@ -62,9 +64,17 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 			Name: "livehooks_store_round_trips_total",
 			Help: "Database round trips made by group-commit transactions, BEGIN and COMMIT included (PostgreSQL; 0 with SQLite, which runs in-process).",
 		}),
+		Downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livehooks_recording_downloads_total",
+			Help: "Answers to the download links of recordings livehooks serves, by outcome: served, not_modified, bad_range, unsigned, bad_signature, expired, not_found.",
+		}, []string{"outcome"}),
+		DownloadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livehooks_recording_download_bytes_total", Help: "Bytes of recordings livehooks served (bodies of download answers).",
+		}),
 		pending: pending,
 	}
 	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breaker, m.CommitBatch, m.RoundTrips,
+		m.Downloads, m.DownloadBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
 		}, m.pendingValue),
@@ -132,5 +142,14 @@ func (m *Metrics) Commit(ops, roundTrips int) {
 	if m != nil {
 		m.CommitBatch.Observe(float64(ops))
 		m.RoundTrips.Add(float64(roundTrips))
+	}
+}
+
+// RecordingServed counts one answer to a download link and the recording
+// bytes it sent.
+func (m *Metrics) RecordingServed(outcome string, bytes int64) {
+	if m != nil {
+		m.Downloads.WithLabelValues(outcome).Inc()
+		m.DownloadBytes.Add(float64(bytes))
 	}
 }

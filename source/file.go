@@ -33,7 +33,8 @@ type FileHint struct {
 // FileDone runs a finished recording file through the pipeline: a path
 // outside the record directories is refused without being read, the file is
 // probed (a file without media is Empty: no event), uploaded when the
-// domain has object storage, and reported with FileDone. A refused, unreadable
+// domain has object storage, else linked by Options.Link when the domain has
+// no URL template, and reported with FileDone. A refused, unreadable
 // or corrupt file, or an upload that fails after retries, is reported as a
 // Failure instead. Files of a stream the on-demand service declined are
 // ignored. The error is EINVALID for bad names, or the store's: the file's own
@@ -80,13 +81,16 @@ func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path str
 		Empty: info.Duration == 0 && !info.HasVideo,
 	}
 	if !file.Empty {
-		if _, d := s.o.Machine.Settings(ctx, key.ProjectID, key.PublishDomain); d != nil && d.Storage != nil {
+		switch _, d := s.o.Machine.Settings(ctx, key.ProjectID, key.PublishDomain); {
+		case d != nil && d.Storage != nil:
 			url, err := s.upload(ctx, d.Storage, key, real)
 			if err != nil {
 				s.o.Logger.Warn("recording file not uploaded", streamAttrs(key, "file", base, "error", err)...)
 				return s.fail(ctx, key, err.Error())
 			}
 			file.DownloadURL = url
+		case s.o.Link != nil && (d == nil || d.DownloadURLTemplate == ""):
+			file.DownloadURL = s.o.Link(key, real, livehooks.DownloadURLExpiryOf(d))
 		}
 	}
 	_, err = s.o.Machine.Signal(ctx, recording.Signal{Kind: recording.FileDone, Stream: key, File: file})
@@ -96,6 +100,17 @@ func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path str
 func (s *Source) fail(ctx context.Context, key livehooks.StreamKey, msg string) error {
 	_, err := s.o.Machine.Signal(ctx, recording.Signal{Kind: recording.Failure, Stream: key, Error: msg})
 	return err
+}
+
+// ResolveFile returns the real path of a file of a project when it lies
+// inside the record directories, and ENOTFOUND otherwise: what may be served
+// (fileserve.Resolver).
+func (s *Source) ResolveFile(projectID, path string) (string, error) {
+	real, msg := s.resolve(path)
+	if msg != "" {
+		return "", livehooks.Errorf(livehooks.ENOTFOUND, "%s", msg)
+	}
+	return real, nil
 }
 
 // resolve returns the real path of a recorder's file when it lies inside a

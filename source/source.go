@@ -34,6 +34,11 @@ type Options struct {
 	// Uploader puts finished files into a domain's object storage; nil makes
 	// every file of a domain with storage a RECORD_FAILED.
 	Uploader livehooks.Uploader
+	// Link makes the download URL of a file livehooks serves itself, for a
+	// domain with neither a download URL template nor object storage:
+	// realPath is the file's real path, expiry the link's lifetime (0:
+	// forever). Nil leaves download_url to the template (empty without one).
+	Link func(key livehooks.StreamKey, realPath string, expiry time.Duration) string
 	// RecordDirs are the only directories whose files are read (--record-dir).
 	// With none, every file is refused.
 	RecordDirs []string

@@ -214,6 +214,67 @@ func TestUpload(t *testing.T) {
 	}
 }
 
+// TestLink: a domain with neither storage nor a URL template gets a link to
+// the file livehooks serves, valid for the domain's lifetime (the default
+// without settings); a template or storage wins.
+func TestLink(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		domain *livehooks.DomainSettings
+		want   string
+	}{
+		{"no settings", nil, "url=link:168h0m0s:"},
+		{"no expiry", &livehooks.DomainSettings{DownloadURLExpiry: 0}, "url=link:0s:"},
+		{"an hour", &livehooks.DomainSettings{DownloadURLExpiry: time.Hour}, "url=link:1h0m0s:"},
+		{"template", &livehooks.DomainSettings{DownloadURLTemplate: "https://dl.example.com/{file}"}, "320x240"},
+		{"storage", &livehooks.DomainSettings{Storage: &livehooks.StorageSettings{Bucket: "b"}}, "url=https://cdn.example.com/live/cam1/a.flv"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src, rec, dir := sourcetest.New(t, func(o *source.Options) {
+				o.Uploader = &sourcetest.Uploader{URL: "https://cdn.example.com/"}
+				o.Link = func(key livehooks.StreamKey, real string, expiry time.Duration) string {
+					return "link:" + expiry.String() + ":" + key.ProjectID + real
+				}
+			})
+			if tc.domain != nil {
+				tc.domain.ProjectID, tc.domain.PublishDomain = "p", "push.example.com"
+				rec.PutDomain(tc.domain)
+			}
+			p := sourcetest.CopyFixture(t, "video.flv", dir, "a.flv")
+			if err := src.FileDone(context.Background(), cam1, p, source.FileHint{}); err != nil {
+				t.Fatal(err)
+			}
+			lines := rec.Lines()
+			if len(lines) != 1 || !strings.HasSuffix(lines[0], tc.want+func() string {
+				if strings.HasPrefix(tc.want, "url=link:") {
+					real, _ := filepath.EvalSymlinks(p)
+					return "p" + real
+				}
+				return ""
+			}()) {
+				t.Fatalf("signals %q, want one ending with %q", lines, tc.want)
+			}
+		})
+	}
+}
+
+func TestResolveFile(t *testing.T) {
+	t.Parallel()
+	src, _, dir := sourcetest.New(t)
+	p := sourcetest.CopyFixture(t, "video.flv", dir, "a.flv")
+	real, _ := filepath.EvalSymlinks(p)
+	if got, err := src.ResolveFile("p", p); err != nil || got != real {
+		t.Fatalf("inside: %q %v", got, err)
+	}
+	for _, bad := range []string{"/etc/passwd", dir, dir + "/../a.flv", "a.flv", dir + "/gone.flv"} {
+		if _, err := src.ResolveFile("p", bad); livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
 func TestRejectUnknownStreams(t *testing.T) {
 	t.Parallel()
 	cfg := &livehooks.CallbackConfig{ID: "c1", ProjectID: "p", PublishDomain: "push.example.com", App: "live"}

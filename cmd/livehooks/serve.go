@@ -23,6 +23,7 @@ import (
 	"github.com/livehooks/livehooks/api"
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/delivery"
+	"github.com/livehooks/livehooks/fileserve"
 	"github.com/livehooks/livehooks/groupcommit"
 	"github.com/livehooks/livehooks/metrics"
 	"github.com/livehooks/livehooks/recording"
@@ -48,6 +49,8 @@ type serveOptions struct {
 	nginxControlURL   string
 	tlsCert           string
 	tlsKey            string
+	publicURL         string
+	servedMaxBytes    string
 
 	nodeID         string
 	nodeHeartbeat  time.Duration
@@ -124,6 +127,10 @@ in service (and is logged).`,
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert; re-read when it changes")
 	envFlag(fs, "tls-cert", "LIVEHOOKS_TLS_CERT")
 	envFlag(fs, "tls-key", "LIVEHOOKS_TLS_KEY")
+	fs.StringVar(&o.publicURL, "public-url", "", "URL receivers reach livehooks at (scheme://host[:port][/prefix]): the base of the signed download_url of recordings livehooks serves itself (domains without a URL template or object storage); default derived from --listen")
+	envFlag(fs, "public-url", "LIVEHOOKS_PUBLIC_URL")
+	fs.StringVar(&o.servedMaxBytes, "served-recordings-max-bytes", "0", "cap on the space of the recordings livehooks handed out links for, e.g. 50G: over it the oldest are removed (each at least 10 minutes after its link went out, none a pending job uses); 0: no cap")
+	envFlag(fs, "served-recordings-max-bytes", "LIVEHOOKS_SERVED_RECORDINGS_MAX_BYTES")
 	return cmd
 }
 
@@ -256,12 +263,26 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Heartbeat: o.nodeHeartbeat, NodeTimeout: o.nodeTimeout,
 	})
 
+	// Listen before the download links are made: their default base is the
+	// address actually bound (--listen may ask for port 0).
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+
 	machine := recording.New(recording.Options{Committer: committer, Domains: store, Logger: logger, Metrics: m})
-	hooks, src, err := sources(o, machine, store, allow, logger)
+	var files *fileserve.Server
+	hooks, src, err := sources(o, machine, store, allow, logger, linker(&files))
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	files, served, err := recordingFiles(o, ln.Addr().String(), e.getenv, certs != nil, src.ResolveFile, m, logger)
+	if err != nil {
+		return err
+	}
+	defer served.Close()
 	hookSecrets, err := ingestSecrets(o, logger)
 	if err != nil {
 		return err
@@ -282,6 +303,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 
 		Hooks:         hooks,
 		IngestSecrets: hookSecrets,
+		Recordings:    files,
 	}
 	if !o.dev {
 		cfg.Auth = verifier
@@ -291,10 +313,6 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -321,6 +339,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
 	go purgeLoop(ctx, store, o.retention, logger)
+	go served.Run(ctx, 5*time.Minute)
 	if listen != nil {
 		go func() {
 			if err := listen(ctx, dispatcher.Wake); err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/api"
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/egress"
@@ -21,7 +22,7 @@ import (
 
 // sources builds the media-server adapters served at /hooks/{source}/…,
 // and the Source they share (close it after the HTTP server stops).
-func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, allow []netip.Prefix, logger *slog.Logger) (map[string]http.Handler, *source.Source, error) {
+func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, allow []netip.Prefix, logger *slog.Logger, link func(livehooks.StreamKey, string, time.Duration) string) (map[string]http.Handler, *source.Source, error) {
 	var dirs []string
 	for _, d := range o.recordDirs {
 		abs, err := filepath.Abs(d)
@@ -37,7 +38,7 @@ func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackM
 	}
 	src, err := source.New(source.Options{
 		Machine: machine, Callbacks: callbacks, Uploader: objstore.New(objstore.Options{AllowCIDRs: allow}),
-		RecordDirs: dirs, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout),
+		RecordDirs: dirs, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout), Link: link,
 	})
 	if err != nil {
 		return nil, nil, err
