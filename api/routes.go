@@ -45,8 +45,9 @@ func (s *Server) routes() []route {
 		{"PUT", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handlePutDomain()), false},
 		{"DELETE", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handleDeleteDomain()), false},
 
-		// Recordings livehooks serves itself, authorized by the link's signature.
-		{"GET", "/recordings/{project_id}/{path...}", false, s.handleRecording(), true},
+		// Recordings livehooks serves itself, authorized by the link's signature
+		// (needs Config.Recordings).
+		{"GET", "/recordings/{project_id}/{path...}", false, s.handleRecording(), false},
 
 		// Media-server hooks, authenticated by the project's ingest secret.
 		{"POST", "/hooks/{source}/{project_id}", false, s.handleHook(), false},

@@ -85,3 +85,32 @@ func TestIndexWithoutCapRemovesNothing(t *testing.T) {
 	}
 	x.Run(t.Context(), time.Millisecond) // returns at once without a cap
 }
+
+// TestIndexListsAPlaylistsSegments: the cap counts and removes an HLS
+// recording's segments with its playlist.
+func TestIndexListsAPlaylistsSegments(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	data := t.TempDir()
+	x, err := OpenIndex(IndexOptions{DataDir: data, MaxBytes: 1, MinAge: time.Minute, Resolve: dirResolver(fx.rec), Clock: fx.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	fx.srv.index = x
+	fx.srv.Link("p1", filepath.Join(fx.rec, "hls", "index.m3u8"), time.Hour)
+	list, _ := os.ReadFile(filepath.Join(data, IndexFile))
+	for _, name := range []string{"index.m3u8", "init.mp4", "seg1.ts", "sub/seg2.ts"} {
+		if !strings.Contains(string(list), "/hls/"+name+`"`) {
+			t.Fatalf("%s not listed:\n%s", name, list)
+		}
+	}
+	fx.clock.add(time.Hour)
+	if n, err := x.Trim(); n != 4 || err != nil {
+		t.Fatalf("removed %d, %v", n, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(fx.rec, "hls", "*"))
+	if len(left) != 1 || filepath.Base(left[0]) != "sub" {
+		t.Fatalf("left %v", left)
+	}
+}

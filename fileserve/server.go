@@ -83,8 +83,9 @@ func New(o Options) (*Server, error) {
 }
 
 // Link returns the download URL of a project's file, valid for expiry (0:
-// forever), and tells the Index. realPath is the file's real path, inside
-// the project's record directories.
+// forever), and tells the Index (of an HLS playlist, also of the files it
+// names). realPath is the file's real path, inside the project's record
+// directories.
 func (s *Server) Link(projectID, realPath string, expiry time.Duration) string {
 	l := Link{Project: projectID, Path: realPath}
 	if expiry > 0 {
@@ -92,8 +93,34 @@ func (s *Server) Link(projectID, realPath string, expiry time.Duration) string {
 	}
 	if s.index != nil {
 		s.index.Add(projectID, realPath)
+		for _, p := range playlistFiles(realPath) {
+			s.index.Add(projectID, p)
+		}
 	}
 	return s.url(l)
+}
+
+// playlistFiles returns the files an HLS playlist names next to it (its
+// segments), nil for any other file.
+func playlistFiles(p string) []string {
+	if !isPlaylist(p) {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	body, err := io.ReadAll(io.LimitReader(f, maxPlaylist))
+	if err != nil {
+		return nil
+	}
+	var files []string
+	RewritePlaylist(body, func(ref string) string {
+		files = append(files, path.Join(path.Dir(p), ref))
+		return ""
+	})
+	return files
 }
 
 func (s *Server) url(l Link) string {
