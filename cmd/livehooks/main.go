@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServeCommand(e), newListenCommand(e), newNotifyCommand(e), newCredsCommand(e), newVersionCommand(e),
-		newBackupCommand(e), newRestoreCommand(e))
+		newBackupCommand(e), newRestoreCommand(e), newMigrateStoreCommand(e))
 	return root.ExecuteContext(ctx)
 }
 
