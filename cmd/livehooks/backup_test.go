@@ -197,11 +197,24 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// checkContinuation checks what a store started from a copy delivered in
-// phase 2: exactly the deliveries pending in the copy, each once, none that
-// the copy had as succeeded, and in ingest order per (domain, stream).
-func checkContinuation(t *testing.T, rcvs []*recordingReceiver, pending, succeeded map[string]bool) {
+// checkContinuation checks what a serve at base started from a copy of a
+// store delivered in phase 2: exactly the deliveries pending in the copy,
+// each once, none that the copy had as succeeded, and in ingest order per
+// (domain, stream). The recording state came along too: the next file of
+// stream s0 belongs to the task it had (s0Task).
+func checkContinuation(t *testing.T, base string, rcvs []*recordingReceiver, pending, succeeded map[string]bool, s0Task string) {
 	t.Helper()
+	waitFor(t, 60*time.Second, "the deliveries pending in the copy", func() bool {
+		n := 0
+		for _, r := range rcvs {
+			for _, a := range r.arrivals() {
+				if a.phase == 2 {
+					n++
+				}
+			}
+		}
+		return n >= len(pending)
+	})
 	seen := map[string]bool{}
 	last := map[string]int{}
 	for _, r := range rcvs {
@@ -229,8 +242,13 @@ func checkContinuation(t *testing.T, rcvs []*recordingReceiver, pending, succeed
 	}
 	for id := range pending {
 		if !seen[id] {
-			t.Errorf("pending delivery %s never arrived after the restore", id)
+			t.Errorf("pending delivery %s never arrived from the copy", id)
 		}
+	}
+	status, body := request(t, "POST", base+"/v1/p/record/events", "T",
+		`{"event_type":"RECORD_FILE_COMPLETE","publish_domain":"push1.example.com","app":"live","stream":"s0","asset_id":"s0-999999"}`)
+	if status != 202 || !strings.Contains(body, s0Task) {
+		t.Fatalf("s0's next file: %d %s, want task %s", status, body, s0Task)
 	}
 }
 
@@ -319,26 +337,6 @@ func TestBackupUnderLoadAndRestore(t *testing.T) {
 
 	phase.Store(2)
 	down.down.Store(false)
-	b := start(t, nil, serveArgs(dirB)...)
-	baseB := b.serveAddr(t)
-	waitFor(t, 60*time.Second, "the pending deliveries of the copy", func() bool {
-		n := 0
-		for _, r := range []*recordingReceiver{up, down} {
-			for _, a := range r.arrivals() {
-				if a.phase == 2 {
-					n++
-				}
-			}
-		}
-		return n >= len(pending)
-	})
-	checkContinuation(t, []*recordingReceiver{up, down}, pending, succeeded)
-
-	// The recording state came back: the next file of s0 belongs to the
-	// task it had.
-	status, body := request(t, "POST", baseB+"/v1/p/record/events", "T",
-		`{"event_type":"RECORD_FILE_COMPLETE","publish_domain":"push1.example.com","app":"live","stream":"s0","asset_id":"s0-999999"}`)
-	if status != 202 || !strings.Contains(body, tasks["s0"]) {
-		t.Fatalf("after the restore, s0's next file: %d %s, want task %s", status, body, tasks["s0"])
-	}
+	baseB := start(t, nil, serveArgs(dirB)...).serveAddr(t)
+	checkContinuation(t, baseB, []*recordingReceiver{up, down}, pending, succeeded, tasks["s0"])
 }
