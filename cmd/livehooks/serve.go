@@ -339,7 +339,10 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
 	go purgeLoop(ctx, store, o.retention, logger)
-	go served.Run(ctx, 5*time.Minute)
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimDone := make(chan struct{})
+	go func() { served.Run(trimCtx, 5*time.Minute); close(trimDone) }()
+	defer func() { stopTrim(); <-trimDone }() // before served.Close
 	if listen != nil {
 		go func() {
 			if err := listen(ctx, dispatcher.Wake); err != nil {
