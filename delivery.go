@@ -121,8 +121,15 @@ type DeliveryFilter struct {
 	Stream    string         // "" for any
 	Since     time.Time      // created at or after, zero for no bound
 	Until     time.Time      // created before, zero for no bound
-	Offset    int
-	Limit     int
+	// BeforeID keeps deliveries with smaller ids (keyset paging: the last id
+	// of the previous page), 0 for no bound. A page then costs an index walk
+	// from there, however deep it is.
+	BeforeID int64
+	// NoTotal skips counting the matches (FindDeliveries returns -1), which
+	// costs a scan of every match.
+	NoTotal bool
+	Offset  int
+	Limit   int
 }
 
 // OutboxTx is the part of the outbox that writes. A group committer runs many

@@ -101,32 +101,15 @@ func (s *Server) handleListDeliveries() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		q := r.URL.Query()
-		f := livehooks.DeliveryFilter{
-			ProjectID: c.ProjectID, ConfigID: c.ID,
-			Status: livehooks.DeliveryStatus(q.Get("status")), EventType: livehooks.EventType(q.Get("event_type")), Stream: q.Get("stream"),
-		}
-		if f.Status != "" && !f.Status.Valid() {
-			s.writeError(w, r, livehooks.Errorf(livehooks.EINVALID, "status must be pending, succeeded, failed or dead"))
-			return
-		}
-		if f.EventType != "" && !f.EventType.Valid() {
-			s.writeError(w, r, livehooks.Errorf(livehooks.EINVALID, "event_type is not a recording event type"))
-			return
-		}
-		if f.Since, err = timeParam(q.Get("since"), "since"); err == nil {
-			f.Until, err = timeParam(q.Get("until"), "until")
-		}
+		f, err := deliveryFilter(r.URL.Query())
 		if err == nil {
-			f.Offset, err = intParam(q.Get("offset"), "offset", 0, 0, 1_000_000)
-		}
-		if err == nil {
-			f.Limit, err = intParam(q.Get("limit"), "limit", livehooks.DefaultLimit, 1, livehooks.MaxListLimit)
+			f.Offset, err = intParam(r.URL.Query().Get("offset"), "offset", 0, 0, 1_000_000)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		f.ProjectID, f.ConfigID = c.ProjectID, c.ID
 		ds, total, err := s.outbox.FindDeliveries(r.Context(), f)
 		if err != nil {
 			s.writeError(w, r, err)

@@ -36,6 +36,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/{project_id}/record/callbacks/{id}/deliveries", true, s.handleListDeliveries(), true},
 		{"POST", "/v1/{project_id}/record/callbacks/{id}/replay", true, s.handleReplay(), true},
 		{"POST", "/v1/{project_id}/record/callbacks/{id}/test", true, s.handleTest(), true},
+		{"GET", "/v1/{project_id}/record/deliveries", true, s.handleProjectDeliveries(), true},
 		{"GET", "/v1/{project_id}/record/deliveries/{delivery_id}", true, s.handleShowDelivery(), true},
 		{"POST", "/v1/{project_id}/record/deliveries/{delivery_id}/retry", true, s.handleRetryDelivery(), true},
 

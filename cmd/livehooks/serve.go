@@ -22,6 +22,7 @@ import (
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/api"
 	"github.com/livehooks/livehooks/auth"
+	"github.com/livehooks/livehooks/console"
 	"github.com/livehooks/livehooks/delivery"
 	"github.com/livehooks/livehooks/fileserve"
 	"github.com/livehooks/livehooks/groupcommit"
@@ -305,13 +306,18 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		IngestSecrets: hookSecrets,
 		Recordings:    files,
 	}
-	if !o.dev {
-		cfg.Auth = verifier
-	}
-	handler, err := api.NewServer(cfg)
+	cons, err := console.New(console.Options{Auth: verifier, Dev: o.dev, MasterKey: masterKey, Logger: logger})
 	if err != nil {
 		return err
 	}
+	if !o.dev {
+		cfg.Auth = cons.Authenticator(verifier)
+	}
+	apiHandler, err := api.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	handler := withConsole(apiHandler, cons)
 
 	srv := &http.Server{
 		Handler:           handler,

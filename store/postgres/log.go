@@ -106,17 +106,22 @@ func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([
 	if !f.Until.IsZero() {
 		add("d.created_at < $%d", ts(f.Until))
 	}
+	if f.BeforeID > 0 {
+		add("d.id < $%d", f.BeforeID)
+	}
 	cond := ""
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
 	var (
 		ds    []*livehooks.Delivery
-		total int
+		total = -1
 	)
 	err := db.readTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM deliveries d`+cond, args...).Scan(&total); err != nil {
-			return err
+		if !f.NoTotal {
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM deliveries d`+cond, args...).Scan(&total); err != nil {
+				return err
+			}
 		}
 		page := fmt.Sprintf(`SELECT `+deliveryColumns+` FROM deliveries d JOIN events e ON e.pk = d.event_pk`+cond+
 			` ORDER BY d.id DESC LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)

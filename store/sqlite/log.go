@@ -80,9 +80,11 @@ func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([
 		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
 	}
 	defer tx.Rollback()
-	var total int
-	if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
+	total := -1
+	if !f.NoTotal {
+		if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: find deliveries: %w", err)
+		}
 	}
 	rows, err := tx.QueryContext(ctx, pageSQL, append(args, limitOrDefault(f.Limit), max(f.Offset, 0))...)
 	if err != nil {
@@ -118,6 +120,9 @@ func findDeliveriesSQL(f livehooks.DeliveryFilter) (countSQL, pageSQL string, ar
 	}
 	if !f.Until.IsZero() {
 		add("d.created_at < ?", micros(f.Until))
+	}
+	if f.BeforeID > 0 {
+		add("d.id < ?", f.BeforeID)
 	}
 	cond := ""
 	if len(where) > 0 {

@@ -78,6 +78,12 @@ var logTests = map[string]func(t *testing.T, s livehooks.Store){
 		got, total = find(livehooks.DeliveryFilter{ProjectID: "p2"})
 		equal(t, "other project", len(got), 1)
 		equal(t, "other project total", total, 1)
+		// Keyset paging: the page after a delivery id, without counting.
+		got, total = find(livehooks.DeliveryFilter{BeforeID: all[4].ID, Limit: 2, NoTotal: true})
+		equalSlice(t, "before id", got, rev(all[2], all[3]))
+		equal(t, "no total", total, -1)
+		got, _ = find(livehooks.DeliveryFilter{BeforeID: all[2].ID, Stream: "s0", Limit: 2, NoTotal: true})
+		equalSlice(t, "before id with a filter", got, rev(all[0]))
 		ds, total, err := s.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p3"})
 		if err != nil || len(ds) != 0 || total != 0 {
 			t.Fatalf("unknown project: %v %d %v", ds, total, err)
