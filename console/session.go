@@ -52,6 +52,9 @@ func newSealer(masterKey []byte) (*sealer, error) {
 	return &sealer{aead: aead, csrfKey: derive("csrf v1"), revoked: map[string]time.Time{}}, nil
 }
 
+// sessionAD binds a sealed value to its use: a session cookie.
+var sessionAD = []byte("livehooks console session")
+
 func newSessionID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
@@ -63,7 +66,7 @@ func (s *sealer) seal(sess *session) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sealed, err := s.aead.Seal(plain)
+	sealed, err := s.aead.Seal(plain, sessionAD)
 	if err != nil {
 		return "", err
 	}
@@ -78,7 +81,7 @@ func (s *sealer) open(value string, now time.Time) (*session, error) {
 	if err != nil {
 		return nil, bad
 	}
-	plain, err := s.aead.Open(sealed)
+	plain, err := s.aead.Open(sealed, sessionAD)
 	if err != nil {
 		return nil, bad
 	}
