@@ -102,6 +102,9 @@ func backup(ctx context.Context, e *env, dataDir, target string, withSecrets boo
 			}
 		}
 	}
+	if fi, err := os.Stat(filepath.Dir(target)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("backup: %s is not a directory to write %s into", filepath.Dir(target), filepath.Base(target))
+	}
 	for _, t := range targets {
 		if _, err := os.Lstat(t); err == nil {
 			return fmt.Errorf("%s exists: backup never overwrites a file; choose another name or remove it", t)

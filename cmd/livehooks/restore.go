@@ -47,6 +47,9 @@ func restore(ctx context.Context, e *env, dataDir, file string, force bool) erro
 	if err := refusePostgres(e.getenv, "livehooks restore", "pg_restore"); err != nil {
 		return err
 	}
+	if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("restore: %s is not a backup file (write one with livehooks backup)", file)
+	}
 	summary, err := checkStoreFile(ctx, file)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", file, err)

@@ -122,6 +122,10 @@ func TestServeTLSReloadsCertificate(t *testing.T) {
 	if !strings.Contains(srv.stderr.String(), `"scheme":"https"`) {
 		t.Fatalf("the listening line does not say https:\n%s", srv.stderr.String())
 	}
+	// Links livehooks hands out default to https too.
+	if want := `"public_url":"` + base + `"`; !strings.Contains(srv.stderr.String(), want) {
+		t.Fatalf("the served recordings' URL is not %s:\n%s", want, srv.stderr.String())
+	}
 	serial, proto := servedSerial(t, base, ca.pool)
 	if serial != 101 || proto != "HTTP/2.0" {
 		t.Fatalf("served serial %d over %s, want 101 over HTTP/2.0", serial, proto)

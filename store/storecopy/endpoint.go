@@ -43,9 +43,13 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 func columnList(cols []typedColumn, pg bool) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
-		names[i] = quoteIdent(c.name)
-		if pg && c.kind == kJSON {
-			names[i] += "::text"
+		switch {
+		case c.skip:
+			names[i] = "NULL"
+		case pg && c.kind == kJSON:
+			names[i] = quoteIdent(c.name) + "::text"
+		default:
+			names[i] = quoteIdent(c.name)
 		}
 	}
 	return strings.Join(names, ", ")

@@ -191,6 +191,9 @@ type tablePlan struct {
 type typedColumn struct {
 	name string
 	kind kind
+	// skip: read as NULL (a reset column: its source value, which may not
+	// even convert, such as PostgreSQL's -infinity, is not wanted).
+	skip bool
 }
 
 // resetValue is a column written as a constant (write[index] = value).
@@ -243,11 +246,12 @@ func Plan(src, dst Schema) ([]tablePlan, error) {
 				problems = append(problems, fmt.Sprintf("column %s.%s: %v", t.Name, c.Name, err))
 				continue
 			}
-			if slices.Contains(t.Reset, c.Name) {
+			reset := slices.Contains(t.Reset, c.Name)
+			if reset {
 				p.reset = append(p.reset, resetValue{index: len(p.write), value: k.empty(c.Nullable)})
 			}
-			p.read = append(p.read, typedColumn{c.Name, k})
-			p.write = append(p.write, typedColumn{c.Name, k})
+			p.read = append(p.read, typedColumn{c.Name, k, reset})
+			p.write = append(p.write, typedColumn{c.Name, k, false})
 		}
 		for _, c := range sc {
 			if !hasColumn(dc, c.Name) && t.OneSided[c.Name] == "" {

@@ -133,7 +133,7 @@ func fill(t *testing.T, e *sqliteEndpoint, pg Schema, n int) {
 			if err != nil {
 				t.Fatalf("%s.%s: %v", tb.Name, c.Name, err)
 			}
-			cols = append(cols, typedColumn{c.Name, k})
+			cols = append(cols, typedColumn{c.Name, k, false})
 		}
 		var rows [][]any
 		for i := 1; i <= n; i++ {
