@@ -55,7 +55,11 @@ type StreamState struct {
 	// that a publish_done arriving just after the last record_done does not
 	// announce a file that never comes.
 	NextFileAt time.Time
-	UpdatedAt  time.Time
+	// RecordFormat is what the recorder writes (FLV, MP4 or HLS), as its
+	// source said or its last file showed; "" when unknown, and then the
+	// domain's record_format is reported.
+	RecordFormat string
+	UpdatedAt    time.Time
 }
 
 // NextTimer returns the earliest pending timer, or zero.

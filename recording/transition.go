@@ -30,6 +30,10 @@ type Signal struct {
 	At     time.Time // when it happened; the machine's clock when zero
 	File   *File     // FileDone
 	Error  string    // Failure
+	// Format is what the recorder writes (FLV, MP4, HLS) when the source
+	// knows it; it wins over the domain's record_format from then on, as a
+	// file's own format does.
+	Format string
 }
 
 // File is a finished recording file, as probed (and maybe uploaded).
@@ -94,7 +98,10 @@ func (s *step) emit(t livehooks.EventType, mod func(e *livehooks.Event)) *liveho
 	e := &livehooks.Event{
 		ID: s.ids.event(), ProjectID: s.st.ProjectID, Type: t, OccurredAt: s.now,
 		PublishDomain: s.st.PublishDomain, App: s.st.App, Stream: s.st.Stream,
-		TaskID: s.st.TaskID, RecordFormat: s.set.RecordFormat,
+		TaskID: s.st.TaskID, RecordFormat: s.st.RecordFormat,
+	}
+	if e.RecordFormat == "" {
+		e.RecordFormat = s.set.RecordFormat
 	}
 	if t.HasJob() {
 		e.JobID = s.st.JobID
@@ -167,6 +174,9 @@ func (s *step) apply(sig Signal) {
 	// go first, so a late republish after the pause starts a new task.
 	s.fireDue()
 	st := s.st
+	if sig.Format != "" {
+		st.RecordFormat = sig.Format
+	}
 	switch sig.Kind {
 	case Publish:
 		switch st.State {
@@ -204,6 +214,9 @@ func (s *step) fileDone(f *File) {
 	if f == nil {
 		f = &File{}
 	}
+	if f.Format != "" {
+		st.RecordFormat = f.Format // what the recorder really writes
+	}
 	if st.TaskID == "" {
 		// A file of a stream we never saw published (livehooks started
 		// while it was live): its own task, which ends after the pause.
@@ -237,9 +250,6 @@ func (s *step) fileDone(f *File) {
 		}
 	}
 	s.emit(livehooks.RecordFileComplete, func(e *livehooks.Event) {
-		if f.Format != "" {
-			e.RecordFormat = f.Format
-		}
 		e.AssetID = strings.ReplaceAll(e.JobID, "-", "")
 		e.FileSize, e.RecordDuration = f.Size, int64(f.Duration.Round(time.Second)/time.Second)
 		e.Width, e.Height = f.Width, f.Height

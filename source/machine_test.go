@@ -49,7 +49,7 @@ func TestWithTheRecordingMachine(t *testing.T) {
 	}
 	t.Cleanup(src.Close)
 
-	if a, err := src.Publish(ctx, cam1); err != nil || a != source.Recorded {
+	if a, err := src.Publish(ctx, cam1, ""); err != nil || a != source.Recorded {
 		t.Fatalf("publish: %v %v", a, err)
 	}
 	if err := src.FileDone(ctx, cam1, sourcetest.CopyFixture(t, "video.flv", dir, "cam1-1.flv"), source.FileHint{}); err != nil {

@@ -154,9 +154,12 @@ func (a Admission) String() string {
 
 // Publish reports that a publisher started. It refuses the stream when its
 // domain has RejectUnknownStreams and no callback config matches, asks the
-// on-demand URL when the config has one, and otherwise signals Publish. The
-// error is EINVALID for bad names, or the store's.
-func (s *Source) Publish(ctx context.Context, key livehooks.StreamKey) (Admission, error) {
+// on-demand URL when the config has one, and otherwise signals Publish.
+// format is what the recorder writes (livehooks.FormatFLV, FormatMP4,
+// FormatHLS) when the adapter knows it, else "": the stream's events then
+// say the domain's record_format until a file shows the format. The error is
+// EINVALID for bad names, or the store's.
+func (s *Source) Publish(ctx context.Context, key livehooks.StreamKey, format string) (Admission, error) {
 	if err := key.Validate(); err != nil {
 		return Refused, err
 	}
@@ -177,7 +180,7 @@ func (s *Source) Publish(ctx context.Context, key livehooks.StreamKey) (Admissio
 		return NotRecorded, nil
 	}
 	s.setDeclined(key, false)
-	if _, err := s.o.Machine.Signal(ctx, recording.Signal{Kind: recording.Publish, Stream: key}); err != nil {
+	if _, err := s.o.Machine.Signal(ctx, recording.Signal{Kind: recording.Publish, Stream: key, Format: format}); err != nil {
 		return Refused, err
 	}
 	return Recorded, nil

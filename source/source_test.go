@@ -287,7 +287,7 @@ func TestRejectUnknownStreams(t *testing.T) {
 		key  livehooks.StreamKey
 		want source.Admission
 	}{{cam1, source.Recorded}, {other, source.Refused}} {
-		got, err := src.Publish(ctx, tc.key)
+		got, err := src.Publish(ctx, tc.key, "")
 		if err != nil || got != tc.want {
 			t.Fatalf("%s: %v %v, want %v", tc.key.App, got, err, tc.want)
 		}
@@ -297,7 +297,7 @@ func TestRejectUnknownStreams(t *testing.T) {
 	// Bad names are an EINVALID error.
 	bad := cam1
 	bad.Stream = "cam 1"
-	if _, err := src.Publish(ctx, bad); livehooks.ErrorCode(err) != livehooks.EINVALID {
+	if _, err := src.Publish(ctx, bad, ""); livehooks.ErrorCode(err) != livehooks.EINVALID {
 		t.Fatalf("bad stream name: %v", err)
 	}
 }
@@ -351,7 +351,7 @@ func TestOnDemand(t *testing.T) {
 	}{{"yes", source.Recorded}, {"no", source.NotRecorded}, {"garbage", source.NotRecorded}, {"error", source.NotRecorded}, {"slow", source.NotRecorded}} {
 		k := cam1
 		k.Stream = tc.stream
-		got, err := src.Publish(ctx, k)
+		got, err := src.Publish(ctx, k, "")
 		if err != nil || got != tc.want {
 			t.Fatalf("%s: %v %v, want %v", tc.stream, got, err, tc.want)
 		}
@@ -394,7 +394,7 @@ func TestOnDemandWithoutClientDoesNotRecord(t *testing.T) {
 	t.Parallel()
 	cfg := &livehooks.CallbackConfig{ID: "c1", ProjectID: "p", PublishDomain: "push.example.com", App: "*", OnDemandCallbackURL: "http://127.0.0.1:1/x"}
 	src, rec, _ := sourcetest.New(t, func(o *source.Options) { o.Callbacks = sourcetest.Callbacks{cfg} })
-	if got, err := src.Publish(context.Background(), cam1); err != nil || got != source.NotRecorded {
+	if got, err := src.Publish(context.Background(), cam1, ""); err != nil || got != source.NotRecorded {
 		t.Fatalf("%v %v", got, err)
 	}
 	rec.Want(t)

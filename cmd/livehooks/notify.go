@@ -20,11 +20,12 @@ import (
 )
 
 type notifyOptions struct {
-	url     string
-	project string
-	secret  string
-	domain  string
-	timeout time.Duration
+	url          string
+	project      string
+	secret       string
+	domain       string
+	timeout      time.Duration
+	recordFormat string // mediamtx
 }
 
 func newNotifyCommand(e *env) *cobra.Command {
@@ -76,7 +77,10 @@ all_others line):
     all_others:
 
 with LIVEHOOKS_URL, LIVEHOOKS_PROJECT, LIVEHOOKS_INGEST_SECRET and
-LIVEHOOKS_DOMAIN in MediaMTX's environment (or the flags on each line).
+LIVEHOOKS_DOMAIN in MediaMTX's environment (or the flags on each line). MediaMTX
+does not tell its hooks the recordFormat: with "recordFormat: mpegts", also set
+LIVEHOOKS_RECORD_FORMAT=mpegts (--record-format), so that the callbacks say
+HLS from the start rather than MP4.
 
 MediaMTX before v1.20 names the first two hooks runOnReady and runOnNotReady
 (v1.20 still reads them, with a deprecation warning): the events "ready" and
@@ -92,6 +96,8 @@ no callback for the stream.`,
 			return notifyMediaMTX(cmd.Context(), e, o, args[0])
 		},
 	}
+	mtx.Flags().StringVar(&o.recordFormat, "record-format", "", "MediaMTX's recordFormat, fmp4 (MediaMTX's default) or mpegts: the record_format of the stream's callbacks before its first segment")
+	envFlag(mtx.Flags(), "record-format", "LIVEHOOKS_RECORD_FORMAT")
 	cmd.AddCommand(mtx)
 	return cmd
 }
@@ -100,8 +106,11 @@ func notifyMediaMTX(ctx context.Context, e *env, o *notifyOptions, event string)
 	if !mediamtx.ValidEvent(event) {
 		return fmt.Errorf("event %q: want available, unavailable or segment-complete (or MediaMTX's older names ready, not-ready)", event)
 	}
+	if _, ok := mediamtx.Format(o.recordFormat); !ok {
+		return fmt.Errorf("--record-format %q: want fmp4 or mpegts, as recordFormat in mediamtx.yml", o.recordFormat)
+	}
 	n := mediamtx.Notification{
-		Event: event, Path: e.getenv("MTX_PATH"), Domain: o.domain, Query: e.getenv("MTX_QUERY"),
+		Event: event, Path: e.getenv("MTX_PATH"), Domain: o.domain, RecordFormat: o.recordFormat, Query: e.getenv("MTX_QUERY"),
 		SourceType: e.getenv("MTX_SOURCE_TYPE"), SourceID: e.getenv("MTX_SOURCE_ID"), RTSPPort: e.getenv("RTSP_PORT"),
 	}
 	if n.Path == "" {

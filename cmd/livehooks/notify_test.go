@@ -74,7 +74,7 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 		"MTX_PATH": "live/cam1", "MTX_QUERY": "token=abc", "MTX_SOURCE_TYPE": "rtmpConn", "MTX_SOURCE_ID": "42", "RTSP_PORT": "8554",
 		"MTX_SEGMENT_PATH": "recordings/live/cam1/2026-03-08_14-10-25-000000.mp4", "MTX_SEGMENT_DURATION": "6.02",
 	}
-	if out, err := notify(env, "mediamtx", "available", "--domain", "push.example.com"); err != nil {
+	if out, err := notify(env, "mediamtx", "available", "--domain", "push.example.com", "--record-format", "mpegts"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	if out, err := notify(env, "mediamtx", "segment-complete", "--domain", "push.example.com"); err != nil {
@@ -91,7 +91,7 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 	wd, _ := os.Getwd()
 	want := []got{
 		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "available", Path: "live/cam1", Domain: "push.example.com",
-			Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
+			RecordFormat: "mpegts", Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
 		{"/hooks/mediamtx/p1", "S3cret", "application/json", mediamtx.Notification{Event: "segment-complete", Path: "live/cam1", Domain: "push.example.com",
 			SegmentPath: filepath.Join(wd, env["MTX_SEGMENT_PATH"]), SegmentDuration: "6.02",
 			Query: "token=abc", SourceType: "rtmpConn", SourceID: "42", RTSPPort: "8554"}},
@@ -127,6 +127,7 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 		{"LIVEHOOKS_INGEST_SECRET", []string{"mediamtx", "ready"}, "--secret is required"},
 		{"", []string{"mediamtx", "started"}, `event "started"`},
 		{"", []string{"mediamtx", "ready", "--url", "ftp://x"}, "--url"},
+		{"", []string{"mediamtx", "available", "--record-format", "mp4"}, `--record-format "mp4"`},
 	} {
 		e := map[string]string{}
 		for k, v := range env {
@@ -206,6 +207,12 @@ func TestNotifyMediaMTXThroughServe(t *testing.T) {
 	}
 	if strings.Join(types, " ") != "RECORD_START RECORD_NEW_FILE_START RECORD_FILE_COMPLETE RECORD_FAILED" {
 		t.Fatalf("callbacks %v", types)
+	}
+	// MediaMTX records fmp4 unless told otherwise: MP4 from the start.
+	for _, m := range got[:3] {
+		if m["record_format"] != "MP4" {
+			t.Errorf("%s says record_format %v, want MP4", m["event_type"], m["record_format"])
+		}
 	}
 	fc := got[2]
 	if fc["file_size"] != float64(24935) || fc["record_duration"] != float64(2) || fc["width"] != float64(320) || fc["height"] != float64(240) ||

@@ -50,6 +50,25 @@ func canonicalEvent(e string) string {
 // ValidEvent reports whether e is an event of a Notification.
 func ValidEvent(e string) bool { return canonicalEvent(e) != "" }
 
+// MediaMTX's recordFormat values.
+const (
+	RecordFMP4   = "fmp4"
+	RecordMPEGTS = "mpegts"
+)
+
+// Format returns the livehooks record format of a MediaMTX recordFormat
+// ("" is MediaMTX's default, fmp4): MP4 for fmp4, HLS (Huawei's name for TS
+// recordings) for mpegts, and false for anything else.
+func Format(recordFormat string) (string, bool) {
+	switch recordFormat {
+	case "", RecordFMP4:
+		return livehooks.FormatMP4, true
+	case RecordMPEGTS:
+		return livehooks.FormatHLS, true
+	}
+	return "", false
+}
+
 // DefaultApp is the app of a path without a slash.
 const DefaultApp = "live"
 
@@ -67,6 +86,10 @@ type Notification struct {
 	// SegmentDuration is MTX_SEGMENT_DURATION: seconds ("6.02"), or a Go
 	// duration ("6.02s") as older MediaMTX versions wrote it.
 	SegmentDuration string `json:"segment_duration,omitempty"`
+	// RecordFormat is MediaMTX's recordFormat (notify --record-format),
+	// which MediaMTX does not put in the hooks' environment: fmp4 (its
+	// default, also when empty) or mpegts.
+	RecordFormat string `json:"record_format,omitempty"`
 	// Query (MTX_QUERY, never logged: it may carry a token), SourceType,
 	// SourceID and RTSPPort are informational.
 	Query      string `json:"query,omitempty"`
@@ -133,6 +156,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, fmt.Sprintf("unknown event %q: want available, unavailable or segment-complete (or ready, not-ready)", clip(n.Event, 32)))
 		return
 	}
+	format, ok := Format(n.RecordFormat)
+	if !ok {
+		reply(w, http.StatusBadRequest, fmt.Sprintf("unknown record_format %q: want fmp4 or mpegts, MediaMTX's recordFormat", clip(n.RecordFormat, 32)))
+		return
+	}
 	domain := r.URL.Query().Get("domain")
 	if domain == "" {
 		domain = n.Domain
@@ -150,7 +178,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	switch event {
 	case EventAvailable:
-		adm, err := h.src.Publish(ctx, key)
+		adm, err := h.src.Publish(ctx, key, format)
 		if err != nil {
 			h.fail(w, n.Event, key, err)
 			return

@@ -71,6 +71,25 @@ func TestOlderEventNames(t *testing.T) {
 	rec.Want(t, "publish p/push.example.com/live/cam1", "unpublish p/push.example.com/live/cam1")
 }
 
+// MediaMTX does not put recordFormat in the hooks' environment: notify's
+// --record-format says it, and by default it is MediaMTX's default, fmp4.
+func TestRecordFormat(t *testing.T) {
+	t.Parallel()
+	src, rec, _ := sourcetest.New(t)
+	srv := server(t, mediamtx.New(src))
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", nil), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"path": "live/cam2", "record_format": "fmp4"}), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"path": "live/cam3", "record_format": "mpegts"}), 200)
+	post(t, srv, "", sourcetest.JSONFixture(t, "available.json", map[string]any{"path": "live/cam4", "record_format": "flv"}), 400)
+	var got []string
+	for _, s := range rec.Signals() {
+		got = append(got, s.Stream.Stream+" "+s.Format)
+	}
+	if strings.Join(got, ", ") != "cam1 MP4, cam2 MP4, cam3 HLS" {
+		t.Fatalf("publish formats: %v", got)
+	}
+}
+
 func TestPathsDomainsAndBadInput(t *testing.T) {
 	t.Parallel()
 	src, rec, _ := sourcetest.New(t)

@@ -118,7 +118,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	switch call {
 	case "publish":
-		adm, err := h.o.Source.Publish(ctx, key)
+		adm, err := h.o.Source.Publish(ctx, key, livehooks.FormatFLV) // nginx-rtmp records FLV only
 		if err != nil {
 			h.fail(w, call, key, err)
 			return

@@ -126,6 +126,9 @@ func TestDomainAndBadInput(t *testing.T) {
 	hk.want("", "call=connect&app=live&tcurl=rtmp://a.example.com/live", 200)         // ignored
 	hk.want("", "call=launch_missiles&app=live&tcurl=rtmp://a.example.com/live", 400) // unknown
 	rec.Want(t, "publish p/live.example.org/live/cam1")
+	if f := rec.Signals()[0].Format; f != livehooks.FormatFLV {
+		t.Errorf("publish says the recorder writes %q, want FLV: nginx-rtmp records FLV only", f)
+	}
 }
 
 func TestRecordDonePathFromThePublisherIsIgnored(t *testing.T) {

@@ -111,7 +111,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	switch cb.Action {
 	case "on_publish":
-		adm, err := h.src.Publish(ctx, key)
+		// on_publish does not say what DVR writes: the first on_dvr's file
+		// will.
+		adm, err := h.src.Publish(ctx, key, "")
 		if err != nil {
 			h.fail(w, cb.Action, key, err)
 			return
