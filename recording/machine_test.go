@@ -54,8 +54,9 @@ func eventTypes(t *testing.T, db *sqlite.DB, c *livehooks.CallbackConfig) []stri
 }
 
 // TestTimersSurviveRestart: a paused stream's RECORD_OVER fires after a
-// restart, from the timer kept in the store; a republish within the pause
-// continues the task across the restart.
+// restart, from the timer kept in the store, with the recorder's format kept
+// there too; a republish within the pause continues the task across the
+// restart.
 func TestTimersSurviveRestart(t *testing.T) {
 	path := t.TempDir() + "/rec.db"
 	key := make([]byte, 32)
@@ -77,7 +78,7 @@ func TestTimersSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sig := range []recording.Signal{
-		{Kind: recording.Publish, Stream: key1}, {Kind: recording.Unpublish, Stream: key1},
+		{Kind: recording.Publish, Stream: key1, Format: livehooks.FormatMP4}, {Kind: recording.Unpublish, Stream: key1},
 		{Kind: recording.Publish, Stream: key2}, {Kind: recording.Unpublish, Stream: key2},
 	} {
 		if _, err := n.machine.Signal(ctx, sig); err != nil {
@@ -103,8 +104,8 @@ func TestTimersSurviveRestart(t *testing.T) {
 			}
 		}
 		if len(overs) == 1 {
-			if overs[0].Stream != "cam1" {
-				t.Fatalf("RECORD_OVER for %s", overs[0].Stream)
+			if overs[0].Stream != "cam1" || overs[0].RecordFormat != livehooks.FormatMP4 {
+				t.Fatalf("RECORD_OVER for %s with record_format %s, want cam1 and the recorder's MP4 (the domain says FLV)", overs[0].Stream, overs[0].RecordFormat)
 			}
 			break
 		}

@@ -154,6 +154,7 @@ func copyStream(s *livehooks.StreamState) *livehooks.StreamState {
 func storedStream(s *livehooks.StreamState) *livehooks.StreamState {
 	cp := *s
 	cp.State, cp.TaskID, cp.JobID = cleanText(s.State), cleanText(s.TaskID), cleanText(s.JobID)
+	cp.RecordFormat = cleanText(s.RecordFormat)
 	for _, p := range []*time.Time{&cp.FileStartedAt, &cp.PublishedAt, &cp.OverAt, &cp.NextFileAt, &cp.UpdatedAt} {
 		if !p.IsZero() {
 			*p = ts(*p)
@@ -163,7 +164,7 @@ func storedStream(s *livehooks.StreamState) *livehooks.StreamState {
 }
 
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-	file_started_at, published_at, over_at, next_file_at, updated_at`
+	file_started_at, published_at, over_at, next_file_at, updated_at, record_format`
 
 const readStreamSQL = `SELECT ` + streamColumns + `, version FROM streams
 	WHERE project_id = $1 AND publish_domain = $2 AND app = $3 AND stream = $4`
@@ -245,7 +246,7 @@ func scanStream(row pgx.Row) (cachedStream, error) {
 		version                            int64
 	)
 	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
-		&started, &published, &over, &nextFile, &s.UpdatedAt, &version)
+		&started, &published, &over, &nextFile, &s.UpdatedAt, &s.RecordFormat, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cachedStream{}, nil
 	} else if err != nil {

@@ -268,34 +268,35 @@ func (f *flushing) checkRequeues() {
 const writeStreamsSQL = `WITH i AS (
 	SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
-		$15::timestamptz[], $16::timestamptz[])
+		$15::timestamptz[], $16::timestamptz[], $17::text[])
 		WITH ORDINALITY AS i(kind, expected, project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, ord)
+			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, record_format, ord)
 ), upd AS (
 	UPDATE streams s SET state = i.state, task_id = i.task_id, job_id = i.job_id, file_seq = i.file_seq,
 		file_started_at = i.file_started_at, published_at = i.published_at, over_at = i.over_at,
-		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer, version = s.version + 1
+		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer,
+		record_format = i.record_format, version = s.version + 1
 	FROM i WHERE i.kind = 1 AND i.expected > 0 AND s.version = i.expected
 		AND s.project_id = i.project_id AND s.publish_domain = i.publish_domain AND s.app = i.app AND s.stream = i.stream
 	RETURNING i.ord
 ), ins AS (
 	INSERT INTO streams (` + streamColumns + `, next_timer, version)
 	SELECT project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-		file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, 1
+		file_started_at, published_at, over_at, next_file_at, updated_at, record_format, next_timer, 1
 	FROM i WHERE kind = 1 AND expected = 0
 	ON CONFLICT (project_id, publish_domain, app, stream) DO NOTHING
 	RETURNING project_id, publish_domain, app, stream
 ), blind AS (
 	INSERT INTO streams AS s (` + streamColumns + `, next_timer, version)
 	SELECT project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-		file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, 1
+		file_started_at, published_at, over_at, next_file_at, updated_at, record_format, next_timer, 1
 	FROM i WHERE kind = 2
 	ON CONFLICT (project_id, publish_domain, app, stream) DO UPDATE SET
 		state = excluded.state, task_id = excluded.task_id, job_id = excluded.job_id,
 		file_seq = excluded.file_seq, file_started_at = excluded.file_started_at,
 		published_at = excluded.published_at, over_at = excluded.over_at,
 		next_file_at = excluded.next_file_at, updated_at = excluded.updated_at,
-		next_timer = excluded.next_timer, version = s.version + 1
+		next_timer = excluded.next_timer, record_format = excluded.record_format, version = s.version + 1
 ), seen AS (
 	SELECT i.ord FROM i JOIN streams s ON s.project_id = i.project_id AND s.publish_domain = i.publish_domain
 		AND s.app = i.app AND s.stream = i.stream
@@ -318,12 +319,13 @@ SELECT CASE WHEN (SELECT count(*) FROM ok) = cardinality($1) THEN true
 const updateStreamsSQL = `WITH u AS (
 	UPDATE streams s SET state = i.state, task_id = i.task_id, job_id = i.job_id, file_seq = i.file_seq,
 		file_started_at = i.file_started_at, published_at = i.published_at, over_at = i.over_at,
-		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer, version = s.version + 1
+		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer,
+		record_format = i.record_format, version = s.version + 1
 	FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
-		$15::timestamptz[], $16::timestamptz[])
+		$15::timestamptz[], $16::timestamptz[], $17::text[])
 		WITH ORDINALITY AS i(kind, expected, project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, ord)
+			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, record_format, ord)
 	WHERE s.version = i.expected
 		AND s.project_id = i.project_id AND s.publish_domain = i.publish_domain AND s.app = i.app AND s.stream = i.stream
 	RETURNING i.ord
@@ -342,7 +344,7 @@ func (f *flushing) writeStreams() {
 		kinds                                      = make([]int32, 0, n)
 		expected                                   = make([]int64, 0, n)
 		projects, domains, apps, streams           = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		states, tasks, jobs                        = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		states, tasks, jobs, formats               = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		seqs                                       = make([]int32, 0, n)
 		started, published, over, nextFile, timers = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n),
 			make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
@@ -365,6 +367,7 @@ func (f *flushing) writeStreams() {
 		projects, domains = append(projects, s.key.ProjectID), append(domains, s.key.PublishDomain)
 		apps, streams = append(apps, s.key.App), append(streams, s.key.Stream)
 		states, tasks, jobs = append(states, st.State), append(tasks, st.TaskID), append(jobs, st.JobID)
+		formats = append(formats, st.RecordFormat)
 		seqs = append(seqs, int32(st.FileSeq))
 		started, published = append(started, optTimestamptz(st.FileStartedAt)), append(published, optTimestamptz(st.PublishedAt))
 		over, nextFile = append(over, optTimestamptz(st.OverAt)), append(nextFile, optTimestamptz(st.NextFileAt))
@@ -377,7 +380,7 @@ func (f *flushing) writeStreams() {
 		}
 	}
 	f.queue(sql, kinds, expected, projects, domains, apps, streams, states, tasks, jobs, seqs,
-		started, published, over, nextFile, updated, timers)
+		started, published, over, nextFile, updated, timers, formats)
 }
 
 // insertEventsSQL inserts the events, and aborts the transaction when one of

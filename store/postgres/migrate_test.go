@@ -192,18 +192,22 @@ func TestMigrateFromVersion2(t *testing.T) {
 	for range 2 {
 		if err := db.Write(ctx, func(tx livehooks.OutboxTx) error {
 			st, err := tx.Stream(ctx, key)
-			if err != nil || st == nil || st.TaskID != "t1" {
+			if err != nil || st == nil || st.TaskID != "t1" || (st.FileSeq == 4 && st.RecordFormat != "") {
 				t.Fatalf("old stream state %+v (%v)", st, err)
 			}
 			st.FileSeq++
+			st.RecordFormat = livehooks.FormatMP4
 			return tx.PutStream(ctx, st)
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var seq int
-	if err := conn.QueryRow(ctx, `SELECT file_seq FROM streams`).Scan(&seq); err != nil || seq != 6 {
-		t.Fatalf("file_seq %d (%v), want 6", seq, err)
+	var (
+		seq    int
+		format string
+	)
+	if err := conn.QueryRow(ctx, `SELECT file_seq, record_format FROM streams`).Scan(&seq, &format); err != nil || seq != 6 || format != "MP4" {
+		t.Fatalf("file_seq %d, record_format %q (%v), want 6, MP4", seq, format, err)
 	}
 	if d, err := db.FindDomain(ctx, "p1", "d1.example.com"); err != nil || d.RecordFormat != "FLV" {
 		t.Fatalf("domain %+v (%v)", d, err)

@@ -94,8 +94,13 @@ func TestMigrateWritePathFromVersion2(t *testing.T) {
 			return err
 		}
 		st, err := tx.Stream(ctx, livehooks.StreamKey{ProjectID: "p1", PublishDomain: "d1.example.com", App: "live", Stream: "s1"})
-		if err != nil || st == nil || st.TaskID != "t1" {
+		if err != nil || st == nil || st.TaskID != "t1" || st.RecordFormat != "" {
 			t.Errorf("stream state after the migration: %+v %v", st, err)
+		} else {
+			st.RecordFormat = livehooks.FormatMP4
+			if err := tx.PutStream(ctx, st); err != nil {
+				return err
+			}
 		}
 		fresh, err = tx.Enqueue(ctx, "n1", now, []*livehooks.Event{{ProjectID: "p1", Type: livehooks.RecordFileComplete,
 			PublishDomain: "d1.example.com", App: "live", Stream: "s2"}})
@@ -108,6 +113,10 @@ func TestMigrateWritePathFromVersion2(t *testing.T) {
 	}
 	if len(fresh) != 1 || fresh[0].ID != 21 || !fresh[0].Due {
 		t.Fatalf("new delivery after the migration: %+v", fresh)
+	}
+	var format string
+	if err := db.read.QueryRowContext(ctx, `SELECT record_format FROM streams WHERE stream = 's1'`).Scan(&format); err != nil || format != "MP4" {
+		t.Errorf("record_format %q (%v) written to the migrated row, want MP4", format, err)
 	}
 	if got := findDeliveryT(t, db, 8).Status; got != livehooks.DeliverySucceeded {
 		t.Fatalf("old pending delivery is %s after its result", got)
