@@ -280,43 +280,36 @@ func TestZeroPauseEndsAtOnce(t *testing.T) {
 // recordFormat) or a file shows (SRS's dvr_path extension) wins over the
 // domain's record_format in every event that follows, timers' included.
 func TestRecordFormatOfTheRecorder(t *testing.T) {
-	formats := func(s *sim) string {
-		var f []string
+	// A publish (saying format), an MP4 file, the next file announced, the
+	// end of the stream and RECORD_OVER after the pause.
+	task := func(s *sim, format string) string {
+		s.run(func(st *step) { st.apply(Signal{Kind: Publish, Format: format}) })
+		s.advance(6 * time.Second)
+		f := file("/rec/a.mp4", 6)
+		f.Format = "MP4"
+		s.signal(FileDone, f)
+		s.advance(2 * time.Second)
+		s.signal(Unpublish, nil)
+		s.advance(31 * time.Second)
+		var out []string
 		for _, e := range s.evs {
-			f = append(f, string(e.Type)+" "+e.RecordFormat)
+			out = append(out, string(e.Type)+" "+e.RecordFormat)
 		}
 		s.evs = nil
-		return strings.Join(f, ", ")
+		return strings.Join(out, ", ")
 	}
-	mp4 := func(name string) *File { f := file(name, 6); f.Format = "MP4"; return f }
-
 	// Known at publish: MediaMTX (fmp4).
-	s := newSim(t)
-	s.run(func(st *step) { st.apply(Signal{Kind: Publish, Format: "MP4"}) })
-	s.advance(6 * time.Second)
-	s.signal(FileDone, mp4("/rec/a.mp4"))
-	s.advance(2 * time.Second)
-	s.signal(Unpublish, nil)
-	s.advance(31 * time.Second)
-	if got, want := formats(s), "RECORD_START MP4, RECORD_NEW_FILE_START MP4, RECORD_FILE_COMPLETE MP4, RECORD_NEW_FILE_START MP4, RECORD_OVER MP4"; got != want {
+	if got, want := task(newSim(t), "MP4"), "RECORD_START MP4, RECORD_NEW_FILE_START MP4, RECORD_FILE_COMPLETE MP4, RECORD_NEW_FILE_START MP4, RECORD_OVER MP4"; got != want {
 		t.Errorf("known at publish:\n got %s\nwant %s", got, want)
 	}
-
 	// Learnt from the first file: SRS with an .mp4 dvr_path. Before it,
-	// the domain's record_format is all there is.
-	s = newSim(t)
-	s.signal(Publish, nil)
-	s.advance(6 * time.Second)
-	s.signal(FileDone, mp4("/rec/b.mp4"))
-	s.advance(2 * time.Second)
-	s.signal(Unpublish, nil)
-	s.advance(31 * time.Second)
-	if got, want := formats(s), "RECORD_START FLV, RECORD_NEW_FILE_START FLV, RECORD_FILE_COMPLETE MP4, RECORD_NEW_FILE_START MP4, RECORD_OVER MP4"; got != want {
+	// the domain's record_format is all there is; the stream's next task
+	// starts with what the recorder wrote last.
+	s := newSim(t)
+	if got, want := task(s, ""), "RECORD_START FLV, RECORD_NEW_FILE_START FLV, RECORD_FILE_COMPLETE MP4, RECORD_NEW_FILE_START MP4, RECORD_OVER MP4"; got != want {
 		t.Errorf("learnt from a file:\n got %s\nwant %s", got, want)
 	}
-	// The next task of the stream starts with what the recorder wrote last.
-	s.signal(Publish, nil)
-	if got, want := formats(s), "RECORD_START MP4, RECORD_NEW_FILE_START MP4"; got != want {
+	if got, want := task(s, ""), "RECORD_START MP4, RECORD_NEW_FILE_START MP4, RECORD_FILE_COMPLETE MP4, RECORD_NEW_FILE_START MP4, RECORD_OVER MP4"; got != want {
 		t.Errorf("next task:\n got %s\nwant %s", got, want)
 	}
 }
