@@ -326,6 +326,16 @@ func TestBackupUnderLoadAndRestore(t *testing.T) {
 		t.Fatalf("the copy holds %d pending and %d succeeded deliveries: the test needs both", len(pending), len(succeeded))
 	}
 
+	// Another master key does not open the copy's callback keys: refused
+	// before anything is written.
+	wrongKey := map[string]string{"LIVEHOOKS_MASTER_KEY": strings.Repeat("ab", 32)}
+	dirX := t.TempDir()
+	if err := run(context.Background(), []string{"restore", file, "--data-dir", dirX}, func(k string) string { return wrongKey[k] }, nil, &out, &out); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
+		t.Fatalf("restore with another master key: %v", err)
+	}
+	if entries, _ := os.ReadDir(dirX); len(entries) > 1 { // the lock file
+		t.Fatalf("a refused restore left files: %v", entries)
+	}
 	out.Reset()
 	if err := run(context.Background(), []string{"restore", file, "--data-dir", dirB}, func(string) string { return "" }, nil, &out, &out); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())

@@ -98,6 +98,9 @@ func TestMigrateStoreToPostgresAndBack(t *testing.T) {
 	if _, err := migrate(map[string]string{}, "--from", pgURL, "--to", dirC); err == nil || !strings.Contains(err.Error(), "LIVEHOOKS_MASTER_KEY") {
 		t.Fatalf("migrate-store from PostgreSQL without a master key: %v", err)
 	}
+	if _, err := migrate(map[string]string{"LIVEHOOKS_MASTER_KEY": strings.Repeat("ab", 32)}, "--from", pgURL, "--to", dirC); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
+		t.Fatalf("migrate-store with another master key: %v", err)
+	}
 	if out, err := migrate(env, "--from", pgURL, "--to", dirC); err != nil {
 		t.Fatalf("migrate-store back to SQLite: %v\n%s", err, out)
 	}
