@@ -64,7 +64,6 @@ type storeSide struct {
 	spec    string // as given, for messages; a URL is shown without its password
 	dataDir string // SQLite
 	url     string // PostgreSQL
-	unlock  func()
 }
 
 func (s *storeSide) String() string { return s.spec }
@@ -269,15 +268,15 @@ func s2endpoint(ctx context.Context, s *storeSide) (storecopy.Endpoint, error) {
 // printNextSteps says what else the target's livehooks needs: the same
 // master key and credentials, which live outside the store.
 func printNextSteps(w io.Writer, getenv func(string) string, src, dst *storeSide) {
-	keyNote := fmt.Sprintf("the same %s", aesgcm.EnvMasterKey)
-	if getenv(aesgcm.EnvMasterKey) == "" {
-		keyNote = fmt.Sprintf("the master key of %s (copy it into each node's --data-dir, mode 0600, or set %s to its value: base64 -w0 %[1]s)",
-			filepath.Join(src.dataDir, aesgcm.KeyFile), aesgcm.EnvMasterKey)
-	}
 	if dst.url != "" {
-		fmt.Fprintf(w, "next: livehooks serve --database-url %s with %s", dst, keyNote)
-		if fileExists(filepath.Join(src.dataDir, auth.CredentialsFile)) {
-			fmt.Fprintf(w, ", and the credentials of %s (copy it into each node's --data-dir, or pass --access-key/--token/--ingest-secret)", filepath.Join(src.dataDir, auth.CredentialsFile))
+		key := "the same " + aesgcm.EnvMasterKey
+		if getenv(aesgcm.EnvMasterKey) == "" {
+			path := filepath.Join(src.dataDir, aesgcm.KeyFile)
+			key = fmt.Sprintf("the master key of %s (copy it into each node's --data-dir, mode 0600, or set %s=$(base64 -w0 %s))", path, aesgcm.EnvMasterKey, path)
+		}
+		fmt.Fprintf(w, "next: livehooks serve --database-url %s with %s", dst, key)
+		if creds := filepath.Join(src.dataDir, auth.CredentialsFile); fileExists(creds) {
+			fmt.Fprintf(w, ", and the credentials of %s (copy it into each node's --data-dir, or pass --access-key/--token/--ingest-secret)", creds)
 		}
 		fmt.Fprintln(w)
 		return
