@@ -56,9 +56,11 @@ const (
 	maxTSScan       = 8 << 20  // bytes of a TS segment searched for an SPS
 )
 
-// Probe reads the recording at path. The parser is chosen by extension
-// (.flv; .mp4, .m4v, .mov; .m3u8; .ts); for any other extension the content
-// decides (FLV signature, MP4 box, #EXTM3U, TS sync bytes).
+// Probe reads the recording at path. The parser is chosen by the content
+// (FLV signature, MP4 box, #EXTM3U, TS sync bytes), else by the extension
+// (.flv; .mp4, .m4v, .mov; .m3u8; .ts): a recorder may name a file after a
+// format it does not write (nginx-rtmp writes FLV whatever its
+// record_suffix), and a damaged file is read as what its name says.
 func Probe(path string) (Info, error) {
 	info, err := probe(path)
 	if err != nil {
@@ -67,19 +69,13 @@ func Probe(path string) (Info, error) {
 	return info, nil
 }
 
-func probe(path string) (Info, error) {
-	kind := ""
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".flv":
-		kind = livehooks.FormatFLV
-	case ".mp4", ".m4v", ".mov":
-		kind = livehooks.FormatMP4
-	case ".m3u8":
-		return ProbeHLS(path)
-	case ".ts":
-		kind = formatTS
-	}
+// kindByExtension names the format a file's extension promises.
+var kindByExtension = map[string]string{
+	".flv": livehooks.FormatFLV, ".mp4": livehooks.FormatMP4, ".m4v": livehooks.FormatMP4, ".mov": livehooks.FormatMP4,
+	".m3u8": livehooks.FormatHLS, ".ts": formatTS,
+}
 
+func probe(path string) (Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Info{}, err
@@ -92,10 +88,12 @@ func probe(path string) (Info, error) {
 	if !st.Mode().IsRegular() {
 		return Info{}, fmt.Errorf("%w: not a regular file", ErrUnsupported)
 	}
+	kind, err := sniff(f)
+	if err != nil {
+		return Info{}, err
+	}
 	if kind == "" {
-		if kind, err = sniff(f); err != nil {
-			return Info{}, err
-		}
+		kind = kindByExtension[strings.ToLower(filepath.Ext(path))]
 	}
 	switch kind {
 	case livehooks.FormatFLV:

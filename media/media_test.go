@@ -106,6 +106,23 @@ func TestProbeSniffsUnknownExtensions(t *testing.T) {
 	}
 }
 
+// TestProbeReadsTheContentNotTheName: a file is read as what it is, whatever
+// its name says (nginx-rtmp writes FLV even with record_suffix .mp4).
+func TestProbeReadsTheContentNotTheName(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, src := range map[string]string{"cam1-1.mp4": "video.flv", "b.flv": "video.mp4", "c.mp4": "hls/seg0.ts", "d.ts": "fragmented.mp4"} {
+		copyFile(t, filepath.Join("testdata", src), filepath.Join(dir, name))
+		want, err := media.Probe(filepath.Join("testdata", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := media.Probe(filepath.Join(dir, name)); err != nil || got != want {
+			t.Errorf("Probe(%s holding %s) = %+v, %v; want %+v", name, src, got, err, want)
+		}
+	}
+}
+
 func TestProbeErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -130,17 +147,17 @@ func TestProbeErrors(t *testing.T) {
 	}{
 		"empty.flv":        {nil, media.ErrCorrupt},
 		"short.flv":        {[]byte("FLV\x01"), media.ErrCorrupt},
-		"notflv.flv":       {mp4, media.ErrCorrupt},
+		"notflv.flv":       {[]byte("FLX\x01\x05\x00\x00\x00\x09 not an FLV"), media.ErrCorrupt},
 		"badoffset.flv":    {append([]byte("FLV\x01\x05\xff\xff\xff\xff"), flv[9:]...), media.ErrCorrupt},
 		"badtag.flv":       {badTag, media.ErrCorrupt},
 		"empty.mp4":        {nil, media.ErrCorrupt},
-		"notmp4.mp4":       {flv, media.ErrCorrupt},
+		"notmp4.mp4":       {[]byte("\x00\x00\x00\x10fytp not an MP4"), media.ErrCorrupt},
 		"nomoov.mp4":       {mp4[:4000], media.ErrCorrupt},                                     // ffmpeg writes moov last
 		"cutmoov.mp4":      {mp4[:len(mp4)-200], media.ErrCorrupt},                             // moov overruns the file
 		"tinybox.mp4":      {[]byte("\x00\x00\x00\x04moov\x00\x00\x00\x00"), media.ErrCorrupt}, // size below the header
 		"unknown.bin":      {[]byte("hello, world, this is not media"), media.ErrUnsupported},
 		"empty":            {nil, media.ErrUnsupported},
-		"notts.ts":         {flv, media.ErrCorrupt},
+		"notts.ts":         {[]byte("neither a TS packet nor anything else this probe reads"), media.ErrCorrupt},
 		"short.ts":         {ts[:100], media.ErrCorrupt},
 		"nopat.ts":         {noPAT, media.ErrCorrupt},
 		"onlypat.ts":       {ts[:188], media.ErrCorrupt},
