@@ -14,7 +14,9 @@ type StreamKey struct {
 }
 
 // Validate checks a stream key from a source: a project, a DNS publish
-// domain, an app (not `*`) and a stream name. The error is EINVALID.
+// domain, an app (not `*`) and a stream name, neither of them `.` or `..`
+// (they name object keys and files: prefix/app/stream/file). The error is
+// EINVALID.
 func (k StreamKey) Validate() error {
 	switch {
 	case k.ProjectID == "":
@@ -25,9 +27,13 @@ func (k StreamKey) Validate() error {
 		return Errorf(EINVALID, "app %q is not 1-128 of [A-Za-z0-9_.-]", truncate(k.App, 64))
 	case !IsStreamName(k.Stream):
 		return Errorf(EINVALID, "stream %q is not 1-512 of [A-Za-z0-9_.-]", truncate(k.Stream, 64))
+	case dotName(k.App) || dotName(k.Stream):
+		return Errorf(EINVALID, "app and stream may not be %q or %q", ".", "..")
 	}
 	return nil
 }
+
+func dotName(s string) bool { return s == "." || s == ".." }
 
 // Stream states of the recording model (SPEC §3).
 const (

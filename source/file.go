@@ -2,16 +2,12 @@ package source
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/livehooks/livehooks"
-	"github.com/livehooks/livehooks/media"
 	"github.com/livehooks/livehooks/recording"
 )
 
@@ -24,9 +20,9 @@ const (
 // FileHint is what a recorder says about a file beyond its path.
 type FileHint struct {
 	// Duration the recorder measured (MediaMTX's MTX_SEGMENT_DURATION). It
-	// is used only when the probe finds no duration (an MPEG-TS segment
-	// without timestamps) or cannot read the format at all (then the size is
-	// the file's and width and height 0).
+	// is used only when the probe finds no duration in a media file (an
+	// MPEG-TS segment without timestamps); a file the probe cannot read is
+	// no recording, whatever the recorder says.
 	Duration time.Duration
 }
 
@@ -37,8 +33,9 @@ type FileHint struct {
 // no URL template, and reported with FileDone. A refused, unreadable
 // or corrupt file, or an upload that fails after retries, is reported as a
 // Failure instead. Files of a stream the on-demand service declined are
-// ignored. The error is EINVALID for bad names, or the store's: the file's own
-// problems are events, not errors.
+// ignored. The error is EINVALID for bad names, EFORBIDDEN for a file of
+// another project (RecordDirs), or the store's: the file's own problems are
+// events, not errors.
 func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path string, hint FileHint) error {
 	if err := key.Validate(); err != nil {
 		return err
@@ -53,18 +50,14 @@ func (s *Source) FileDone(ctx context.Context, key livehooks.StreamKey, path str
 	unlock := s.lockStream(key)
 	defer unlock()
 
-	real, msg := s.resolve(path)
-	if msg != "" {
-		s.o.Logger.Warn("recording file refused", streamAttrs(key, "path", clip(path, 256), "reason", msg, "record_dirs", s.o.RecordDirs)...)
-		return s.fail(ctx, key, msg)
+	real, err := s.dirs.Resolve(key.ProjectID, path)
+	if err != nil {
+		return s.refuse(ctx, key, path, err)
 	}
 	base := filepath.Base(real)
+	// Only a file the probe recognises is a recording: a recorder's
+	// duration never turns another file into one.
 	info, err := s.o.Probe(real)
-	if err != nil && errors.Is(err, media.ErrUnsupported) && hint.Duration > 0 {
-		if st, serr := os.Stat(real); serr == nil && st.Mode().IsRegular() {
-			info, err = media.Info{Size: st.Size(), Duration: hint.Duration, HasVideo: true}, nil
-		}
-	}
 	if err == nil && info.Duration == 0 && hint.Duration > 0 {
 		info.Duration = hint.Duration
 	}
@@ -102,63 +95,15 @@ func (s *Source) fail(ctx context.Context, key livehooks.StreamKey, msg string) 
 	return err
 }
 
-// ResolveFile returns the real path of a file of a project when it lies
-// inside the record directories, and ENOTFOUND otherwise: what may be served
-// (fileserve.Resolver).
+// ResolveFile returns the real path of a file of a project when it lies in
+// one of the project's record directories (RecordDirs.Resolve), and
+// ENOTFOUND otherwise: what may be served (fileserve.Resolver).
 func (s *Source) ResolveFile(projectID, path string) (string, error) {
-	real, msg := s.resolve(path)
-	if msg != "" {
-		return "", livehooks.Errorf(livehooks.ENOTFOUND, "%s", msg)
+	real, err := s.dirs.Resolve(projectID, path)
+	if err != nil {
+		return "", livehooks.Errorf(livehooks.ENOTFOUND, "%s", MsgFileNotFound)
 	}
 	return real, nil
-}
-
-// resolve returns the real path of a recorder's file when it lies inside a
-// record directory (symlinks resolved on both sides), else a reason for the
-// Failure event.
-func (s *Source) resolve(path string) (real, msg string) {
-	if path == "" || !filepath.IsAbs(path) || strings.ContainsRune(path, 0) {
-		return "", MsgOutsideRecordDirs
-	}
-	clean := filepath.Clean(path)
-	real, err := filepath.EvalSymlinks(clean)
-	if err != nil {
-		// A missing file inside a record directory is the recorder's
-		// failure; anything else is not our business.
-		if errors.Is(err, fs.ErrNotExist) && s.within(clean, false) {
-			return "", MsgFileNotFound
-		}
-		return "", MsgOutsideRecordDirs
-	}
-	if !s.within(real, true) {
-		return "", MsgOutsideRecordDirs
-	}
-	return real, ""
-}
-
-// within reports whether path is strictly inside one of the record
-// directories, compared with their real paths (and, when !resolved, also
-// with the paths as configured).
-func (s *Source) within(path string, resolved bool) bool {
-	for _, dir := range s.o.RecordDirs {
-		if !filepath.IsAbs(dir) {
-			continue
-		}
-		cands := []string{}
-		if r, err := filepath.EvalSymlinks(dir); err == nil {
-			cands = append(cands, r)
-		}
-		if !resolved {
-			cands = append(cands, filepath.Clean(dir))
-		}
-		for _, d := range cands {
-			rel, err := filepath.Rel(d, path)
-			if err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // upload puts a file into the domain's bucket as {prefix}{app}/{stream}/{file},

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -39,11 +40,16 @@ type Options struct {
 	// realPath is the file's real path, expiry the link's lifetime (0:
 	// forever). Nil leaves download_url to the template (empty without one).
 	Link func(key livehooks.StreamKey, realPath string, expiry time.Duration) string
-	// RecordDirs are the only directories whose files are read (--record-dir).
+	// RecordDirs are the only directories whose files are read
+	// (--record-dir: DIR or PROJECT:DIR, see RecordDirs). Each must exist.
 	// With none, every file is refused.
 	RecordDirs []string
-	Logger     *slog.Logger
-	Clock      livehooks.Clock
+	// SingleTenant reports whether one tenant holds every ingest secret, so
+	// that a plain record directory's files belong to every project; nil
+	// means it does (see RecordDirs).
+	SingleTenant func() bool
+	Logger       *slog.Logger
+	Clock        livehooks.Clock
 	// HTTPClient asks on-demand callback URLs. They are user input: give it
 	// the SSRF guard of callback deliveries. Nil: on-demand streams are not
 	// recorded (and the log says why).
@@ -61,7 +67,8 @@ type Options struct {
 
 // Source is what the adapters share. It is safe for concurrent use.
 type Source struct {
-	o Options
+	o    Options
+	dirs *RecordDirs
 
 	// ctx lives until Close: file work and background tasks are detached
 	// from the hook request (nginx stops waiting after a few seconds) but
@@ -103,8 +110,12 @@ func New(o Options) (*Source, error) {
 	if o.Probe == nil {
 		o.Probe = media.Probe
 	}
+	dirs, err := ParseRecordDirs(o.RecordDirs, o.SingleTenant)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Source{o: o, ctx: ctx, cancel: cancel, declined: map[livehooks.StreamKey]time.Time{}, locks: map[livehooks.StreamKey]*streamLock{}}, nil
+	return &Source{o: o, dirs: dirs, ctx: ctx, cancel: cancel, declined: map[livehooks.StreamKey]time.Time{}, locks: map[livehooks.StreamKey]*streamLock{}}, nil
 }
 
 // Close cancels background work (such as starting a recorder) and waits for

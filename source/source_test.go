@@ -132,7 +132,9 @@ func TestNoRecordDirsRefusesEverything(t *testing.T) {
 
 // The recorder's duration (MediaMTX's MTX_SEGMENT_DURATION) stands in when
 // the probe finds none: a TS segment's timestamps win over it, a segment
-// without timestamps or a file of an unknown format takes it.
+// without timestamps takes it, and a file of an unknown format is no
+// recording, with or without it (issue 11: it would let a hook report any
+// file, a text file included, as a segment).
 func TestRecordersDurationWhenTheProbeHasNone(t *testing.T) {
 	t.Parallel()
 	src, rec, dir := sourcetest.New(t)
@@ -161,7 +163,7 @@ func TestRecordersDurationWhenTheProbeHasNone(t *testing.T) {
 	}
 	rec.Want(t, "file_done "+stream+" seg.ts HLS 16544B 1s 320x180",
 		"file_done "+stream+" head.ts HLS 564B 1.5s 0x0",
-		"file_done "+stream+" seg.bin  26B 1.5s 0x0",
+		`failure `+stream+` "recording file seg.bin could not be read: media: unsupported file: unrecognised file format"`,
 		`failure `+stream+` "recording file seg.bin could not be read: media: unsupported file: unrecognised file format"`)
 }
 

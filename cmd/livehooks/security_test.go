@@ -2,15 +2,23 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // Black-box tests of the tenant boundary (issue 11): a serve with two
@@ -195,6 +203,146 @@ func TestStoreFilesArePrivate(t *testing.T) {
 		}
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+}
+
+// TestRecordingsIsolatedBetweenProjects: project B, with its own credentials
+// only, sets object storage for its domain and names project A's recordings
+// in its hooks (issue 11): in a plain --record-dir shared by both projects
+// (files under DIR/<project_id>/) and in a directory bound to A
+// (--record-dir A:DIR). Each is refused with a 403 in the Huawei format and
+// a log line, and nothing reaches B's bucket or callback; a text file is no
+// segment whatever duration MediaMTX claims; app "..", no stream key; B's
+// own recording goes through.
+func TestRecordingsIsolatedBetweenProjects(t *testing.T) {
+	backend := s3mem.New()
+	if err := backend.CreateBucket("bucket-b"); err != nil {
+		t.Fatal(err)
+	}
+	s3 := httptest.NewServer(gofakes3.New(backend).Server())
+	defer s3.Close()
+	var mu sync.Mutex
+	var got []map[string]any
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+
+	video, err := os.ReadFile("../../media/testdata/video.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, boundA := t.TempDir(), t.TempDir()
+	write := func(path string, b []byte) string {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	secretOfA := write(filepath.Join(shared, "A", "secret-recording.flv"), video)
+	boundOfA := write(filepath.Join(boundA, "secret-recording.flv"), video)
+	topLevel := write(filepath.Join(shared, "top-level.flv"), video)
+	notes := write(filepath.Join(shared, "B", "notes.txt"), []byte("not a recording\n"))
+	ownOfB := write(filepath.Join(shared, "B", "b.flv"), video)
+
+	srv, base := startTwoProjects(t, "--record-dir", shared, "--record-dir", "A:"+boundA)
+	if status, body := request(t, "PUT", base+"/v1/B/record/domains/b.example.com", tokenB, `{"storage":{"endpoint":"`+
+		strings.TrimPrefix(s3.URL, "http://")+`","secure":false,"region":"us-east-1","bucket":"bucket-b","access_key":"AKB","secret_key":"SecretOfBsBucket0123"}}`); status != 201 {
+		t.Fatalf("B sets storage: %d %s", status, body)
+	}
+	createConfig(t, base, "B", tokenB, `{"publish_domain":"b.example.com","app":"live","notify_callback_url":"`+rcv.URL+`/cb",`+
+		`"notify_event_subscription":["RECORD_FILE_COMPLETE","RECORD_FAILED"]}`)
+
+	nginx := func(call, app, path string) (int, string) {
+		t.Helper()
+		return request(t, "POST", base+"/hooks/nginx-rtmp/B?secret="+secretB, "", "app="+app+"&name=cam1&clientid=1&call="+call+
+			"&tcurl=rtmp://b.example.com:1935/"+app+"&path="+url.QueryEscape(path))
+	}
+	mediamtx := func(segment string) (int, string) {
+		t.Helper()
+		return request(t, "POST", base+"/hooks/mediamtx/B?secret="+secretB+"&domain=b.example.com", "",
+			`{"event":"segment-complete","path":"live/cam1","segment_path":"`+segment+`","segment_duration":"2"}`)
+	}
+	if status, body := nginx("publish", "live", ""); status != 200 {
+		t.Fatalf("publish: %d %s", status, body)
+	}
+	for _, name := range []string{secretOfA, boundOfA, topLevel} {
+		for hook, post := range map[string]func() (int, string){
+			"nginx-rtmp record_done": func() (int, string) { return nginx("record_done", "live", name) },
+			"MediaMTX segment":       func() (int, string) { return mediamtx(name) },
+		} {
+			status, body := post()
+			var e errorBody
+			_ = json.Unmarshal([]byte(body), &e)
+			if status != 403 || e.ErrorCode != "APIGW.0302" || !strings.Contains(e.ErrorMsg, "not in a record directory of this project") {
+				t.Errorf("%s naming %s: %d %s", hook, name, status, body)
+			}
+		}
+	}
+	if status, body := nginx("record_done", "..", ownOfB); status != 400 {
+		t.Errorf("record_done with app \"..\": %d %s", status, body)
+	}
+	if status, body := mediamtx(notes); status != 200 {
+		t.Fatalf("MediaMTX segment naming a text file: %d %s", status, body)
+	}
+	if status, body := nginx("record_done", "live", ownOfB); status != 200 {
+		t.Fatalf("B's own recording: %d %s", status, body)
+	}
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("callbacks %v\n%s", got, srv.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	if len(got) != 2 || got[0]["event_type"] != "RECORD_FAILED" || !strings.Contains(fmt.Sprint(got[0]["error_message"]), "notes.txt could not be read") ||
+		got[1]["event_type"] != "RECORD_FILE_COMPLETE" || !strings.Contains(fmt.Sprint(got[1]["download_url"]), "/bucket-b/live/cam1/b.flv") {
+		t.Errorf("B's callbacks: %v", got)
+	}
+	mu.Unlock()
+	list, err := backend.ListBucket("bucket-b", nil, gofakes3.ListBucketPage{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range list.Contents {
+		keys = append(keys, o.Key)
+	}
+	if len(keys) != 1 || keys[0] != "live/cam1/b.flv" {
+		t.Errorf("B's bucket holds %v, want only live/cam1/b.flv", keys)
+	}
+	if n := strings.Count(srv.stderr.String(), "recording file refused: it belongs to another project"); n != 6 {
+		t.Errorf("%d log lines of refused files, want 6:\n%s", n, srv.stderr.String())
+	}
+}
+
+// TestMissingRecordDirRefused: serve refuses to start with a --record-dir
+// that does not exist.
+func TestMissingRecordDirRefused(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	for _, spec := range []string{missing, "A:" + missing} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--dev", "--record-dir", spec},
+			func(string) string { return "" }, nil, &out, &out)
+		if err == nil || !strings.Contains(err.Error(), "--record-dir") || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("--record-dir %s: %v", spec, err)
 		}
 	}
 }

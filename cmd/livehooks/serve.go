@@ -91,7 +91,7 @@ in service (and is logged).`,
 	fs.StringArrayVar(&o.tokens, "token", nil, "static X-Auth-Token TOKEN:PROJECT[,PROJECT…] (repeatable)")
 	fs.StringArrayVar(&o.ingestSecrets, "ingest-secret", nil, "media-server hook secret PROJECT:SECRET (repeatable)")
 	fs.StringArrayVar(&o.allowCIDRs, "allow-callback-cidr", nil, "allow callbacks, on-demand requests and storage uploads to this otherwise forbidden network, e.g. 127.0.0.0/8 (repeatable)")
-	fs.StringArrayVar(&o.recordDirs, "record-dir", nil, "directory whose recorder files livehooks may read (repeatable)")
+	fs.StringArrayVar(&o.recordDirs, "record-dir", nil, "directory whose recorder files livehooks may read, DIR or PROJECT:DIR (repeatable; must exist): PROJECT:DIR belongs to PROJECT; a plain DIR serves every project while the ingest secrets name one project, else holds each project's files under DIR/<project_id>/")
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://…); embedded SQLite when empty")
 	fs.BoolVar(&o.dev, "dev", false, "disable authentication, for local trials only")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -273,8 +273,12 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	defer ln.Close()
 
 	machine := recording.New(recording.Options{Committer: committer, Domains: store, Logger: logger, Metrics: m})
+	hookSecrets, singleTenant, err := ingestSecrets(o, logger)
+	if err != nil {
+		return err
+	}
 	var files *fileserve.Server
-	hooks, src, err := sources(o, machine, store, allow, logger, linker(&files))
+	hooks, src, err := sources(o, machine, store, allow, singleTenant, logger, linker(&files))
 	if err != nil {
 		return err
 	}
@@ -284,10 +288,6 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		return err
 	}
 	defer served.Close()
-	hookSecrets, err := ingestSecrets(o, logger)
-	if err != nil {
-		return err
-	}
 
 	cfg := api.Config{
 		Callbacks: store,

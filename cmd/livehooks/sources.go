@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,27 +20,21 @@ import (
 )
 
 // sources builds the media-server adapters served at /hooks/{source}/…,
-// and the Source they share (close it after the HTTP server stops).
-func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, allow []netip.Prefix, logger *slog.Logger, link func(livehooks.StreamKey, string, time.Duration) string) (map[string]http.Handler, *source.Source, error) {
-	var dirs []string
-	for _, d := range o.recordDirs {
-		abs, err := filepath.Abs(d)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--record-dir %q: %w", d, err)
-		}
-		dirs = append(dirs, abs)
-	}
-	if len(dirs) == 0 {
-		logger.Warn("no --record-dir: livehooks reads no recorder file, and every finished file (nginx-rtmp record_done, SRS on_dvr, MediaMTX segment) becomes RECORD_FAILED \"file outside the record directories\"; set --record-dir to the recorder's directory")
-	} else {
-		logger.Info("record directories", "record_dirs", dirs)
-	}
+// and the Source they share (close it after the HTTP server stops). single
+// reports whether one tenant holds every ingest secret (source.RecordDirs);
+// link makes the download links of files livehooks serves.
+func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, allow []netip.Prefix, single func() bool, logger *slog.Logger, link func(livehooks.StreamKey, string, time.Duration) string) (map[string]http.Handler, *source.Source, error) {
 	src, err := source.New(source.Options{
 		Machine: machine, Callbacks: callbacks, Uploader: objstore.New(objstore.Options{AllowCIDRs: allow}),
-		RecordDirs: dirs, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout), Link: link,
+		RecordDirs: o.recordDirs, SingleTenant: single, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout), Link: link,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("--record-dir: %w", err)
+	}
+	if dirs := src.RecordDirs(); dirs.Len() == 0 {
+		logger.Warn("no --record-dir: livehooks reads no recorder file, and every finished file (nginx-rtmp record_done, SRS on_dvr, MediaMTX segment) becomes RECORD_FAILED \"file outside the record directories\"; set --record-dir to the recorder's directory")
+	} else {
+		logger.Info("record directories", "record_dirs", dirs.String(), "single_tenant", single())
 	}
 	nginx, err := nginxrtmp.New(nginxrtmp.Options{Source: src, ControlURL: o.nginxControlURL})
 	if err != nil {
@@ -77,27 +70,40 @@ func guardedClient(allow []netip.Prefix, connectTimeout time.Duration) *http.Cli
 // ingestSecrets checks media servers' ingest secrets: those of
 // --ingest-secret when given, else the credentials file's (generated at first
 // start unless credentials were given as flags), re-read when it changes
-// ("livehooks creds rotate ingest-secret" applies within seconds).
-func ingestSecrets(o *serveOptions, logger *slog.Logger) (api.IngestSecrets, error) {
+// ("livehooks creds rotate ingest-secret" applies within seconds). single
+// reports whether the secrets name at most one project (`*` counts as one):
+// then one tenant holds them all.
+func ingestSecrets(o *serveOptions, logger *slog.Logger) (match api.IngestSecrets, single func() bool, err error) {
 	if len(o.ingestSecrets) > 0 {
 		var list []auth.IngestSecret
 		for _, s := range o.ingestSecrets {
 			is, err := auth.ParseIngestSecret(s)
 			if err != nil {
-				return nil, fmt.Errorf("--ingest-secret: %w", err)
+				return nil, nil, fmt.Errorf("--ingest-secret: %w", err)
 			}
 			list = append(list, is)
 		}
-		return func(project, secret string) bool { return auth.MatchIngestSecret(list, project, secret) }, nil
+		one := oneProject(list)
+		return func(project, secret string) bool { return auth.MatchIngestSecret(list, project, secret) }, func() bool { return one }, nil
 	}
 	f := &fileIngestSecrets{dataDir: o.dataDir, path: auth.Path(o.dataDir), logger: logger}
 	if err := f.reload(); err != nil {
-		return nil, fmt.Errorf("ingest secrets: %w", err)
+		return nil, nil, fmt.Errorf("ingest secrets: %w", err)
 	}
 	if len(f.secrets) == 0 && !o.dev {
 		logger.Warn("no ingest secret: media-server hooks (/hooks/…) are refused; pass --ingest-secret PROJECT:SECRET or see livehooks creds", "path", f.path)
 	}
-	return f.match, nil
+	return f.match, f.single, nil
+}
+
+// oneProject reports whether the secrets name at most one project.
+func oneProject(list []auth.IngestSecret) bool {
+	for _, s := range list {
+		if s.Project != list[0].Project {
+			return false
+		}
+	}
+	return true
 }
 
 type fileIngestSecrets struct {
@@ -123,6 +129,14 @@ func (f *fileIngestSecrets) reload() error {
 	}
 	f.secrets, f.mtime = file.IngestSecrets, m
 	return nil
+}
+
+// single reports whether the secrets, as last read, name at most one
+// project; a hook has just re-read them when they changed.
+func (f *fileIngestSecrets) single() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return oneProject(f.secrets)
 }
 
 func (f *fileIngestSecrets) match(project, secret string) bool {

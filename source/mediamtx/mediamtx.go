@@ -206,6 +206,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) fail(w http.ResponseWriter, event string, key livehooks.StreamKey, err error) {
+	if source.Forbidden(w, err) {
+		return
+	}
 	if livehooks.ErrorCode(err) == livehooks.EINVALID {
 		reply(w, http.StatusBadRequest, livehooks.ErrorMessage(err))
 		return

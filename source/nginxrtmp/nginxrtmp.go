@@ -153,10 +153,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// fail answers a notification that could not be handled: 400 for bad input,
-// else 503 (the store cannot take it now; for on_publish nginx then refuses
-// the stream, as it would if livehooks were down).
+// fail answers a notification that could not be handled: 403 for a file of
+// another project, 400 for bad input, else 503 (the store cannot take it
+// now; for on_publish nginx then refuses the stream, as it would if
+// livehooks were down).
 func (h *Handler) fail(w http.ResponseWriter, call string, key livehooks.StreamKey, err error) {
+	if source.Forbidden(w, err) {
+		return
+	}
 	if livehooks.ErrorCode(err) == livehooks.EINVALID {
 		http.Error(w, livehooks.ErrorMessage(err), http.StatusBadRequest)
 		return

@@ -141,6 +141,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, action string, key livehooks.StreamKey, err error) {
+	if source.Forbidden(w, err) {
+		return
+	}
 	if livehooks.ErrorCode(err) == livehooks.EINVALID {
 		reply(w, http.StatusBadRequest, livehooks.ErrorMessage(err))
 		return
