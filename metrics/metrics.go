@@ -1,6 +1,8 @@
 // Package metrics holds livehooks' Prometheus collectors: ingest rate, pending
-// depth, delivery latency, attempts by outcome and breaker state per
-// destination, all in one registry served at /metrics.
+// depth, delivery latency, attempts by outcome and destinations by breaker
+// state, all in one registry served at /metrics. /metrics needs no
+// credentials, so no label holds tenant data: destinations (the hosts of
+// projects' callback URLs) are counted, never named.
 package metrics
 
 import (
@@ -21,7 +23,7 @@ type Metrics struct {
 	Attempts       *prometheus.CounterVec // by outcome
 	Latency        prometheus.Histogram   // ingest to 2xx, seconds
 	AttemptLatency prometheus.Histogram   // one HTTP attempt, seconds
-	Breaker        *prometheus.GaugeVec   // by destination: 0 closed, 1 half-open, 2 open
+	Breakers       *prometheus.GaugeVec   // destinations by breaker state: closed, half_open, open
 	CommitBatch    prometheus.Histogram   // operations per store transaction
 	RoundTrips     prometheus.Counter     // database round trips of group-commit transactions
 	Downloads      *prometheus.CounterVec // answers to download links, by outcome
@@ -30,7 +32,12 @@ type Metrics struct {
 	mu             sync.Mutex
 	lastPending    float64
 	lastPendingAt  time.Time
+	breakerMu      sync.Mutex
+	breakers       map[string]int // destination → state, to count them
 }
+
+// breakerStates name the breaker states (0 closed, 1 half-open, 2 open).
+var breakerStates = []string{"closed", "half_open", "open"}
 
 // New returns the collectors registered in a new registry. pending reads the
 // number of pending deliveries; it is called at most once a second.
@@ -53,9 +60,10 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 			Help:    "Duration of one HTTP attempt.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
 		}),
-		Breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "livehooks_destination_breaker_state", Help: "Circuit breaker state per destination: 0 closed, 1 half-open, 2 open.",
-		}, []string{"destination"}),
+		Breakers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "livehooks_destinations",
+			Help: "Destinations (scheme://host:port of callback URLs) with deliveries waiting or a breaker not closed, by circuit-breaker state. Destinations are projects' data, so they are counted here, never named.",
+		}, []string{"breaker"}),
 		CommitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "livehooks_store_commit_ops", Help: "Write operations per store transaction (group commit).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
@@ -71,9 +79,13 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 		DownloadBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livehooks_recording_download_bytes_total", Help: "Bytes of recordings livehooks served (bodies of download answers).",
 		}),
-		pending: pending,
+		pending:  pending,
+		breakers: map[string]int{},
 	}
-	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breaker, m.CommitBatch, m.RoundTrips,
+	for _, st := range breakerStates {
+		m.Breakers.WithLabelValues(st).Set(0)
+	}
+	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breakers, m.CommitBatch, m.RoundTrips,
 		m.Downloads, m.DownloadBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
@@ -122,17 +134,35 @@ func (m *Metrics) Delivered(d time.Duration) {
 	}
 }
 
-// BreakerState sets a destination's breaker state.
+// BreakerState sets a destination's breaker state (0 closed, 1 half-open,
+// 2 open).
 func (m *Metrics) BreakerState(destination string, state int) {
-	if m != nil {
-		m.Breaker.WithLabelValues(destination).Set(float64(state))
+	if m == nil || state < 0 || state >= len(breakerStates) {
+		return
 	}
+	m.breakerMu.Lock()
+	defer m.breakerMu.Unlock()
+	old, known := m.breakers[destination]
+	if known && old == state {
+		return
+	}
+	if known {
+		m.Breakers.WithLabelValues(breakerStates[old]).Dec()
+	}
+	m.breakers[destination] = state
+	m.Breakers.WithLabelValues(breakerStates[state]).Inc()
 }
 
-// ForgetDestination drops an idle destination's breaker series.
+// ForgetDestination stops counting an idle destination.
 func (m *Metrics) ForgetDestination(destination string) {
-	if m != nil {
-		m.Breaker.DeleteLabelValues(destination)
+	if m == nil {
+		return
+	}
+	m.breakerMu.Lock()
+	defer m.breakerMu.Unlock()
+	if old, known := m.breakers[destination]; known {
+		m.Breakers.WithLabelValues(breakerStates[old]).Dec()
+		delete(m.breakers, destination)
 	}
 }
 

@@ -346,3 +346,45 @@ func TestMissingRecordDirRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsNameNoDestination: /metrics, which needs no credentials, does
+// not name project A's callback destination while A's deliveries to it are
+// failing; it counts destinations by breaker state instead.
+func TestMetricsNameNoDestination(t *testing.T) {
+	var mu sync.Mutex
+	hits := 0
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer rcv.Close()
+	_, base := startTwoProjects(t)
+	createConfig(t, base, "A", tokenA, `{"publish_domain":"a.example.com","app":"live","notify_callback_url":"`+rcv.URL+`/secret-hook-of-a","notify_event_subscription":["RECORD_START"]}`)
+	if status, body := request(t, "POST", base+"/v1/A/record/events", tokenA,
+		`{"event_type":"RECORD_START","publish_domain":"a.example.com","app":"live","stream":"cam1"}`); status != 202 {
+		t.Fatalf("ingest: %d %s", status, body)
+	}
+	host := strings.TrimPrefix(rcv.URL, "http://")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := hits
+		mu.Unlock()
+		status, body := request(t, "GET", base+"/metrics", "", "")
+		if status != 200 {
+			t.Fatalf("/metrics: %d", status)
+		}
+		if strings.Contains(body, host) || strings.Contains(body, "secret-hook-of-a") || strings.Contains(body, "a.example.com") {
+			t.Fatalf("/metrics names A's destination:\n%s", body)
+		}
+		if n > 0 && strings.Contains(body, `livehooks_destinations{breaker="closed"} 1`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed delivery counted after 10 s (receiver hit %d times):\n%s", n, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
