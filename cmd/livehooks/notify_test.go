@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/livehooks/livehooks/source/mediamtx"
 )
@@ -160,16 +159,7 @@ func TestNotifyMediaMTXPostsTheEnvironment(t *testing.T) {
 // serve reach a receiver as the recording's callbacks.
 func TestNotifyMediaMTXThroughServe(t *testing.T) {
 	recDir := t.TempDir()
-	var mu sync.Mutex
-	var got []map[string]any
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		got = append(got, m)
-		mu.Unlock()
-	}))
-	defer rcv.Close()
+	rcv := newJSONReceiver(t)
 	srv := start(t, map[string]string{"LIVEHOOKS_LOG_FORMAT": "json"}, "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--token", "T:p1", "--ingest-secret", "p1:S3cret", "--record-dir", recDir, "--allow-callback-cidr", "127.0.0.0/8")
 	base := srv.serveAddr(t)
@@ -186,21 +176,7 @@ func TestNotifyMediaMTXThroughServe(t *testing.T) {
 	if _, err := notify(env, "mediamtx", "unavailable"); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong secret: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("callbacks %v\n%s", got, srv.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	got := rcv.wait(t, 4, srv)
 	var types []string
 	for _, m := range got {
 		types = append(types, m["event_type"].(string))

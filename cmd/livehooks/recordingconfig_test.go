@@ -3,19 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/store/sqlite"
@@ -218,22 +212,8 @@ func TestRecordingConfigWarnsWhenReadable(t *testing.T) {
 // loopback, opened by --allow-callback-cidr), and the callback's
 // download_url is a presigned URL that serves the file.
 func TestRecordingConfigUploadsToStorage(t *testing.T) {
-	backend := s3mem.New()
-	if err := backend.CreateBucket("recordings"); err != nil {
-		t.Fatal(err)
-	}
-	s3 := httptest.NewServer(gofakes3.New(backend).Server())
-	defer s3.Close()
-	var mu sync.Mutex
-	var got []map[string]any
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		got = append(got, m)
-		mu.Unlock()
-	}))
-	defer rcv.Close()
+	_, s3 := fakeS3(t, "recordings")
+	rcv := newJSONReceiver(t)
 
 	cfg := writeConfig(t, `
 domains:
@@ -259,19 +239,7 @@ domains:
 		t.Fatalf("create config: %d %s", status, body)
 	}
 	_, video := notifySegment(t, base, recDir)
-	deadline := time.Now().Add(15 * time.Second)
-	var fc map[string]any
-	for fc == nil {
-		mu.Lock()
-		if len(got) > 0 {
-			fc = got[0]
-		}
-		mu.Unlock()
-		if fc == nil && time.Now().After(deadline) {
-			t.Fatalf("no callback\n%s", srv.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fc := rcv.wait(t, 1, srv)[0]
 	if fc["event_type"] != "RECORD_FILE_COMPLETE" {
 		t.Fatalf("callback %v\n%s", fc, srv.stderr.String())
 	}

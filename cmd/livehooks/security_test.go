@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // Black-box tests of the tenant boundary (issue 11): a serve with two
@@ -216,22 +215,8 @@ func TestStoreFilesArePrivate(t *testing.T) {
 // segment whatever duration MediaMTX claims; app "..", no stream key; B's
 // own recording goes through.
 func TestRecordingsIsolatedBetweenProjects(t *testing.T) {
-	backend := s3mem.New()
-	if err := backend.CreateBucket("bucket-b"); err != nil {
-		t.Fatal(err)
-	}
-	s3 := httptest.NewServer(gofakes3.New(backend).Server())
-	defer s3.Close()
-	var mu sync.Mutex
-	var got []map[string]any
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		got = append(got, m)
-		mu.Unlock()
-	}))
-	defer rcv.Close()
+	backend, s3 := fakeS3(t, "bucket-b")
+	rcv := newJSONReceiver(t)
 
 	video, err := os.ReadFile("../../media/testdata/video.flv")
 	if err != nil {
@@ -298,25 +283,10 @@ func TestRecordingsIsolatedBetweenProjects(t *testing.T) {
 		t.Fatalf("B's own recording: %d %s", status, body)
 	}
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("callbacks %v\n%s", got, srv.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	mu.Lock()
-	if len(got) != 2 || got[0]["event_type"] != "RECORD_FAILED" || !strings.Contains(fmt.Sprint(got[0]["error_message"]), "notes.txt could not be read") ||
+	if got := rcv.wait(t, 2, srv); len(got) != 2 || got[0]["event_type"] != "RECORD_FAILED" || !strings.Contains(fmt.Sprint(got[0]["error_message"]), "notes.txt could not be read") ||
 		got[1]["event_type"] != "RECORD_FILE_COMPLETE" || !strings.Contains(fmt.Sprint(got[1]["download_url"]), "/bucket-b/live/cam1/b.flv") {
 		t.Errorf("B's callbacks: %v", got)
 	}
-	mu.Unlock()
 	list, err := backend.ListBucket("bucket-b", nil, gofakes3.ListBucketPage{})
 	if err != nil {
 		t.Fatal(err)

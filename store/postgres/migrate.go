@@ -91,42 +91,18 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, c livehooks.Cipher, now ti
 }
 
 // bindSealed seals the callback keys and storage secrets again, bound to
-// their rows (storerow.Bind).
+// their rows (storerow.BindColumns).
 func bindSealed(ctx context.Context, tx pgx.Tx, c livehooks.Cipher) error {
-	for _, col := range storerow.SealedColumns {
-		var (
-			values []storerow.Sealed
-			keys   [][2]string
-		)
-		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s, project_id, %s FROM %s WHERE %[1]s IS NOT NULL`, col.Column, col.Key, col.Table))
+	return storerow.BindColumns(c, func(q string) (storerow.Rows, func(), error) {
+		rows, err := tx.Query(ctx, q)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		for rows.Next() {
-			var v storerow.Sealed
-			var k [2]string
-			if err := rows.Scan(&v.Value, &k[0], &k[1]); err != nil {
-				rows.Close()
-				return err
-			}
-			v.AD = col.AD(k[0], k[1])
-			values, keys = append(values, v), append(keys, k)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := storerow.Bind(c, values); err != nil {
-			return fmt.Errorf("%s.%s: %w", col.Table, col.Column, err)
-		}
-		update := fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE project_id = $2 AND %s = $3`, col.Table, col.Column, col.Key)
-		for i, k := range keys {
-			if _, err := tx.Exec(ctx, update, values[i].Value, k[0], k[1]); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return rows, rows.Close, nil
+	}, func(q string, args ...any) error {
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	})
 }
 
 // newerSchemaError refuses a database that a newer livehooks migrated: this

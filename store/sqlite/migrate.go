@@ -78,42 +78,18 @@ func migrate(ctx context.Context, db *sql.DB, c livehooks.Cipher, now time.Time)
 }
 
 // bindSealed seals the callback keys and storage secrets again, bound to
-// their rows (storerow.Bind).
+// their rows (storerow.BindColumns).
 func bindSealed(ctx context.Context, tx *sql.Tx, c livehooks.Cipher) error {
-	for _, col := range storerow.SealedColumns {
-		var (
-			values []storerow.Sealed
-			keys   [][2]string
-		)
-		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, project_id, %s FROM %s WHERE %[1]s IS NOT NULL`, col.Column, col.Key, col.Table))
+	return storerow.BindColumns(c, func(q string) (storerow.Rows, func(), error) {
+		rows, err := tx.QueryContext(ctx, q)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		for rows.Next() {
-			var v storerow.Sealed
-			var k [2]string
-			if err := rows.Scan(&v.Value, &k[0], &k[1]); err != nil {
-				rows.Close()
-				return err
-			}
-			v.AD = col.AD(k[0], k[1])
-			values, keys = append(values, v), append(keys, k)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := storerow.Bind(c, values); err != nil {
-			return fmt.Errorf("%s.%s: %w", col.Table, col.Column, err)
-		}
-		update := fmt.Sprintf(`UPDATE %s SET %s = ? WHERE project_id = ? AND %s = ?`, col.Table, col.Column, col.Key)
-		for i, k := range keys {
-			if _, err := tx.ExecContext(ctx, update, values[i].Value, k[0], k[1]); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return rows, func() { rows.Close() }, nil
+	}, func(q string, args ...any) error {
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	})
 }
 
 // newerSchemaError refuses a database that a newer livehooks migrated: this

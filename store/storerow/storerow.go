@@ -187,6 +187,54 @@ func Bind(c livehooks.Cipher, values []Sealed) error {
 	return nil
 }
 
+// Rows are the rows of a query: *sql.Rows and pgx.Rows both are.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// BindColumns binds every value of SealedColumns to its row (Bind), in the
+// transaction of the migration named BindMigration. query runs a SELECT and
+// returns its rows and how to close them; exec runs an UPDATE with
+// placeholders $1, $2 and $3 (SQLite takes them too).
+func BindColumns(c livehooks.Cipher, query func(q string) (Rows, func(), error), exec func(q string, args ...any) error) error {
+	for _, col := range SealedColumns {
+		rows, done, err := query(fmt.Sprintf(`SELECT %s, project_id, %s FROM %s WHERE %[1]s IS NOT NULL`, col.Column, col.Key, col.Table))
+		if err != nil {
+			return err
+		}
+		var (
+			values []Sealed
+			keys   [][2]string
+		)
+		for rows.Next() {
+			var v Sealed
+			var k [2]string
+			if err := rows.Scan(&v.Value, &k[0], &k[1]); err != nil {
+				done()
+				return err
+			}
+			v.AD = col.AD(k[0], k[1])
+			values, keys = append(values, v), append(keys, k)
+		}
+		done()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := Bind(c, values); err != nil {
+			return fmt.Errorf("%s.%s: %w", col.Table, col.Column, err)
+		}
+		update := fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE project_id = $2 AND %s = $3`, col.Table, col.Column, col.Key)
+		for i, k := range keys {
+			if err := exec(update, values[i].Value, k[0], k[1]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // TruncateUTF8 cuts s to at most n bytes without splitting a character (the
 // stored first KiB of a receiver's answer).
 func TruncateUTF8(s string, n int) string {
