@@ -19,6 +19,7 @@ import (
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/auth"
+	"github.com/livehooks/livehooks/fileserve"
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
@@ -27,10 +28,13 @@ const storeFile = "livehooks.db"
 
 // Files a backup keeps beside the store copy, named FILE + suffix: without
 // the master key the callback keys and storage secrets in the copy cannot be
-// decrypted, and the credentials are what clients and media servers use.
+// decrypted, the credentials are what clients and media servers use, and
+// the download key signs the links to recordings livehooks serves (links
+// already handed out stay valid only with it).
 var backupCompanions = []struct{ name, suffix string }{
 	{aesgcm.KeyFile, ".master.key"},
 	{auth.CredentialsFile, ".credentials.json"},
+	{fileserve.KeyFile, ".download.key"},
 }
 
 func newBackupCommand(e *env) *cobra.Command {
@@ -48,9 +52,10 @@ started. FILE must not exist.
 
 Beside FILE, backup writes FILE.master.key (the data directory's master key,
 mode 0600: without it the callback keys and storage secrets in the copy cannot
-be decrypted) and FILE.credentials.json (the generated credentials, 0600), when
-the data directory has them. With LIVEHOOKS_MASTER_KEY set, keep that value
-with the backup yourself. --without-secrets copies neither file: keep them some
+be decrypted), FILE.credentials.json (the generated credentials) and
+FILE.download.key (the key of served recordings' links), each 0600, when the
+data directory has them. With LIVEHOOKS_MASTER_KEY set, keep that value with
+the backup yourself. --without-secrets copies none of them: keep them some
 other way.
 
 Bring a backup back with "livehooks restore FILE". For PostgreSQL
@@ -63,7 +68,7 @@ Bring a backup back with "livehooks restore FILE". For PostgreSQL
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of the store to copy")
 	envFlag(cmd.Flags(), "data-dir", "LIVEHOOKS_DATA_DIR")
-	cmd.Flags().BoolVar(&withoutSecrets, "without-secrets", false, "do not write FILE.master.key and FILE.credentials.json beside the copy")
+	cmd.Flags().BoolVar(&withoutSecrets, "without-secrets", false, "do not write FILE.master.key, FILE.credentials.json and FILE.download.key beside the copy")
 	return cmd
 }
 

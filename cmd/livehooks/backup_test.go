@@ -345,6 +345,14 @@ func TestBackupUnderLoadAndRestore(t *testing.T) {
 		t.Fatalf("a second restore into the same directory: %v", err)
 	}
 
+	for _, name := range []string{"master.key", "download.key"} {
+		a, _ := os.ReadFile(filepath.Join(dirA, name))
+		b, err := os.ReadFile(filepath.Join(dirB, name))
+		if err != nil || len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s was not restored with the store: %v", name, err)
+		}
+	}
+
 	phase.Store(2)
 	down.down.Store(false)
 	baseB := start(t, nil, serveArgs(dirB)...).serveAddr(t)

@@ -15,6 +15,7 @@ import (
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/auth"
+	"github.com/livehooks/livehooks/fileserve"
 	"github.com/livehooks/livehooks/store/postgres"
 	"github.com/livehooks/livehooks/store/sqlite"
 	"github.com/livehooks/livehooks/store/storecopy"
@@ -276,7 +277,10 @@ func printNextSteps(w io.Writer, getenv func(string) string, src, dst *storeSide
 		}
 		fmt.Fprintf(w, "next: livehooks serve --database-url %s with %s", dst, key)
 		if creds := filepath.Join(src.dataDir, auth.CredentialsFile); fileExists(creds) {
-			fmt.Fprintf(w, ", and the credentials of %s (copy it into each node's --data-dir, or pass --access-key/--token/--ingest-secret)", creds)
+			fmt.Fprintf(w, ", the credentials of %s (copy it into each node's --data-dir, or pass --access-key/--token/--ingest-secret)", creds)
+		}
+		if dl := filepath.Join(src.dataDir, fileserve.KeyFile); fileExists(dl) {
+			fmt.Fprintf(w, ", and, for links to served recordings already handed out to stay valid, %s (in each node's --data-dir, or LIVEHOOKS_DOWNLOAD_KEY)", dl)
 		}
 		fmt.Fprintln(w)
 		return

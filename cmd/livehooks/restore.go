@@ -19,16 +19,16 @@ func newRestoreCommand(e *env) *cobra.Command {
 		Use:   "restore FILE",
 		Short: "Bring back a store written by livehooks backup into a data directory",
 		Long: `Install the store copy FILE (written by "livehooks backup") as the data
-directory's SQLite store, with FILE.master.key and FILE.credentials.json when
-they are beside it. The next "livehooks serve --data-dir DIR" continues from
-the copy: every config, event, delivery (pending ones are delivered) and
-recording task it holds.
+directory's SQLite store, with FILE.master.key, FILE.credentials.json and
+FILE.download.key when they are beside it. The next "livehooks serve
+--data-dir DIR" continues from the copy: every config, event, delivery
+(pending ones are delivered) and recording task it holds.
 
 livehooks must not be running on the data directory. A data directory that
-already holds a store, or a different master key or credentials file, is left
-alone unless --force says to replace them. The copy is checked (integrity,
-schema version, and that the master key decrypts its keys) and migrated to
-this binary's schema before it replaces anything.
+already holds a store, or a different master key, credentials or download
+key, is left alone unless --force says to replace them. The copy is checked
+(integrity, schema version, and that the master key decrypts its keys) and
+migrated to this binary's schema before it replaces anything.
 
 For PostgreSQL (--database-url) use pg_restore instead (see the README).`,
 		Example: `  livehooks restore /var/backups/livehooks-2026-12-01.db --data-dir /var/lib/livehooks`,
@@ -39,7 +39,7 @@ For PostgreSQL (--database-url) use pg_restore instead (see the README).`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory to restore into")
 	envFlag(cmd.Flags(), "data-dir", "LIVEHOOKS_DATA_DIR")
-	cmd.Flags().BoolVar(&force, "force", false, "replace the store, master key and credentials the data directory already has")
+	cmd.Flags().BoolVar(&force, "force", false, "replace the store, master key, credentials and download key the data directory already has")
 	return cmd
 }
 
