@@ -1,6 +1,7 @@
 // Command livehooks is the self-hosted recording-callback service: serve runs
 // it, listen receives and verifies callbacks locally, notify posts an event from
-// a shell hook, creds shows and rotates credentials.
+// a shell hook, creds shows and rotates credentials; backup, restore and
+// migrate-store copy its store.
 package main
 
 import (
