@@ -25,6 +25,8 @@ type Verifier struct {
 	keys   map[string]AccessKey
 	tokens []tokenEntry
 	clock  livehooks.Clock
+	// signedHost: a signature must cover the Host header (see RequireSignedHost).
+	signedHost bool
 }
 
 type tokenEntry struct {
@@ -53,6 +55,16 @@ func NewVerifier(keys []AccessKey, tokens []Token, clock livehooks.Clock) *Verif
 			projects: slices.Clone(t.Projects),
 		})
 	}
+	return v
+}
+
+// RequireSignedHost makes a signature count only when it covers the Host
+// header, so that a signed request captured on its way to one deployment
+// cannot be replayed to another one within the allowed clock skew. Off by
+// default: the official Huawei Go SDK (v0.1.207) signs only the headers its
+// caller set, and never sets Host. Call it before the Verifier is used.
+func (v *Verifier) RequireSignedHost() *Verifier {
+	v.signedHost = true
 	return v
 }
 
@@ -104,6 +116,9 @@ func (v *Verifier) authenticateSignature(r *http.Request, header string, body []
 	}
 	if !slices.Contains(auth.SignedHeaders, "x-sdk-date") {
 		return livehooks.Principal{}, malformed("SignedHeaders must include x-sdk-date")
+	}
+	if v.signedHost && !slices.Contains(auth.SignedHeaders, "host") {
+		return livehooks.Principal{}, malformed("SignedHeaders must include host (this server runs with --require-signed-host)")
 	}
 
 	dates := r.Header.Values(headerSDKDate)

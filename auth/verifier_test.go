@@ -424,3 +424,41 @@ func TestCanonicalURIAndQuery(t *testing.T) {
 		t.Error("canonicalQuery accepted a bad escape")
 	}
 }
+
+// With RequireSignedHost, a signature must cover Host: one that does not is
+// refused before its signature is checked, and one that does cannot be
+// replayed to another host.
+func TestRequireSignedHost(t *testing.T) {
+	t.Parallel()
+	sdk := testRequest{Method: "GET", Path: "/v1/projA/record/callbacks", Header: sdkHeaders("projA"), AK: testAK, SK: testSK}
+	withHost := sdk
+	withHost.SignHost = true
+	otherHost := func(r *http.Request, b []byte) []byte { r.Host = "other-node.test:8080"; return b }
+	for _, tt := range []struct {
+		name    string
+		req     testRequest
+		mutate  func(*http.Request, []byte) []byte
+		require bool
+		wantErr string
+	}{
+		{name: "SDK request, default", req: sdk},
+		{name: "SDK request replayed to another host, default", req: sdk, mutate: otherHost},
+		{name: "SDK request, required", req: sdk, require: true, wantErr: "SignedHeaders must include host"},
+		{name: "host signed, required", req: withHost, require: true},
+		{name: "host signed, replayed to another host", req: withHost, mutate: otherHost, require: true, wantErr: "signature mismatch"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, body := tt.req.wire(t)
+			if tt.mutate != nil {
+				body = tt.mutate(r, body)
+			}
+			v := testVerifier()
+			if tt.require {
+				v.RequireSignedHost()
+			}
+			p, err := v.Authenticate(r, body)
+			checkAuth(t, p, err, tt.wantErr)
+		})
+	}
+}

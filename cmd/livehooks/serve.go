@@ -37,6 +37,7 @@ type serveOptions struct {
 	dataDir           string
 	accessKeys        []string
 	tokens            []string
+	requireSignedHost bool
 	ingestSecrets     []string
 	allowCIDRs        []string
 	recordDirs        []string
@@ -89,6 +90,7 @@ in service (and is logged).`,
 	fs.StringVar(&o.dataDir, "data-dir", "./data", "directory for the SQLite store, credentials and master key")
 	fs.StringArrayVar(&o.accessKeys, "access-key", nil, "access key AK:SK:PROJECT[,PROJECT…] for SDK-HMAC-SHA256 signing; * as PROJECT means any (repeatable)")
 	fs.StringArrayVar(&o.tokens, "token", nil, "static X-Auth-Token TOKEN:PROJECT[,PROJECT…] (repeatable)")
+	fs.BoolVar(&o.requireSignedHost, "require-signed-host", false, "refuse SDK-HMAC-SHA256 signatures that do not cover the Host header (stops replay to another deployment; the official Go SDK does not sign Host unless the caller sets it)")
 	fs.StringArrayVar(&o.ingestSecrets, "ingest-secret", nil, "media-server hook secret PROJECT:SECRET (repeatable)")
 	fs.StringArrayVar(&o.allowCIDRs, "allow-callback-cidr", nil, "allow callbacks, on-demand requests and storage uploads to this otherwise forbidden network, e.g. 127.0.0.0/8 (repeatable)")
 	fs.StringArrayVar(&o.recordDirs, "record-dir", nil, "directory whose recorder files livehooks may read, DIR or PROJECT:DIR (repeatable; must exist): PROJECT:DIR belongs to PROJECT; a plain DIR serves every project while the ingest secrets name one project, else holds each project's files under DIR/<project_id>/")
@@ -111,7 +113,7 @@ in service (and is logged).`,
 	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often due retries are looked for (new events never wait for it)")
 	for name, variable := range map[string]string{
 		"listen": "LIVEHOOKS_LISTEN", "data-dir": "LIVEHOOKS_DATA_DIR", "access-key": "LIVEHOOKS_ACCESS_KEYS",
-		"token": "LIVEHOOKS_TOKENS", "ingest-secret": "LIVEHOOKS_INGEST_SECRETS", "allow-callback-cidr": "LIVEHOOKS_ALLOW_CALLBACK_CIDRS",
+		"token": "LIVEHOOKS_TOKENS", "require-signed-host": "LIVEHOOKS_REQUIRE_SIGNED_HOST", "ingest-secret": "LIVEHOOKS_INGEST_SECRETS", "allow-callback-cidr": "LIVEHOOKS_ALLOW_CALLBACK_CIDRS",
 		"record-dir": "LIVEHOOKS_RECORD_DIRS", "database-url": "LIVEHOOKS_DATABASE_URL", "dev": "LIVEHOOKS_DEV",
 		"log-format": "LIVEHOOKS_LOG_FORMAT", "log-level": "LIVEHOOKS_LOG_LEVEL", "sqlite-synchronous": "LIVEHOOKS_SQLITE_SYNCHRONOUS",
 		"shutdown-timeout": "LIVEHOOKS_SHUTDOWN_TIMEOUT", "node-id": "LIVEHOOKS_NODE_ID", "retry-window": "LIVEHOOKS_RETRY_WINDOW",
@@ -466,8 +468,15 @@ func credentials(e *env, o *serveOptions, logger *slog.Logger) (api.Authenticato
 		}
 		tokens = append(tokens, t)
 	}
+	newVerifier := func(keys []auth.AccessKey, tokens []auth.Token) *auth.Verifier {
+		v := auth.NewVerifier(keys, tokens, livehooks.SystemClock{})
+		if o.requireSignedHost {
+			v.RequireSignedHost()
+		}
+		return v
+	}
 	if len(keys) > 0 || len(tokens) > 0 {
-		return auth.NewVerifier(keys, tokens, livehooks.SystemClock{}), nil
+		return newVerifier(keys, tokens), nil
 	}
 	file, created, err := auth.LoadOrCreate(o.dataDir)
 	if err != nil {
@@ -478,9 +487,9 @@ func credentials(e *env, o *serveOptions, logger *slog.Logger) (api.Authenticato
 		fmt.Fprintf(e.stderr, "livehooks: generated an access key, a token and an ingest secret in %s (mode 0600).\nlivehooks: show them with: livehooks creds --data-dir %s\n", path, o.dataDir)
 	}
 	logger.Info("credentials loaded", "path", path, "access_keys", len(file.AccessKeys), "tokens", len(file.Tokens))
-	rv := &reloadingVerifier{dataDir: o.dataDir, path: path}
+	rv := &reloadingVerifier{dataDir: o.dataDir, path: path, build: newVerifier}
 	rv.mtime = modTime(path)
-	rv.v.Store(auth.NewVerifier(file.AccessKeys, file.Tokens, livehooks.SystemClock{}))
+	rv.v.Store(newVerifier(file.AccessKeys, file.Tokens))
 	return rv, nil
 }
 
@@ -490,6 +499,7 @@ type reloadingVerifier struct {
 	dataDir string
 	path    string
 	mtime   time.Time
+	build   func([]auth.AccessKey, []auth.Token) *auth.Verifier
 	v       atomic.Pointer[auth.Verifier]
 }
 
@@ -516,7 +526,7 @@ func (r *reloadingVerifier) watch(ctx context.Context, logger *slog.Logger) {
 			continue
 		}
 		r.mtime = m
-		r.v.Store(auth.NewVerifier(file.AccessKeys, file.Tokens, livehooks.SystemClock{}))
+		r.v.Store(r.build(file.AccessKeys, file.Tokens))
 		logger.Info("credentials reloaded", "path", r.path, "access_keys", len(file.AccessKeys), "tokens", len(file.Tokens))
 	}
 }
