@@ -207,6 +207,7 @@ type Store interface {
 	CallbackStore
 	Outbox
 	DomainStore
+	FileJobStore
 	// Ping checks that the store can be reached (readiness).
 	Ping(ctx context.Context) error
 	Close() error

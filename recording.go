@@ -40,6 +40,9 @@ const (
 	StreamLive   = "live"   // publishing; a file is being recorded
 	StreamPaused = "paused" // the publisher stopped; RECORD_OVER at OverAt unless it comes back
 	StreamOver   = "over"   // the task ended
+	// StreamEnding: the pause is over but files of the task are still in
+	// their jobs; RECORD_OVER follows the last one.
+	StreamEnding = "ending"
 )
 
 // StreamState is the recording state of one stream, kept in the store so that
@@ -65,6 +68,9 @@ type StreamState struct {
 	// source said or its last file showed; "" when unknown, and then the
 	// domain's record_format is reported.
 	RecordFormat string
+	// PendingFiles counts the task's file jobs not finished yet: RECORD_OVER
+	// waits for them.
+	PendingFiles int
 	UpdatedAt    time.Time
 }
 
@@ -86,6 +92,64 @@ type StreamTx interface {
 	// PutStream stores a stream's state (insert or replace). The store keeps
 	// NextTimer() indexed for DueStreams.
 	PutStream(ctx context.Context, s *StreamState) error
+	// AddFileJob stores a finished file's job, owned by node until
+	// now+lease, so that the node that answered the recorder works it first.
+	AddFileJob(ctx context.Context, node string, now time.Time, lease time.Duration, j *FileJob) error
+	// FinishFileJob ends a job: it is deleted, or, with a doneEvent, kept
+	// (no longer worked) until that event's deliveries settle, for
+	// FinishedFileJobs.
+	FinishFileJob(ctx context.Context, id int64, doneEvent string) error
+}
+
+// FileJob is a finished recording file on its way to RECORD_FILE_COMPLETE or
+// RECORD_FAILED: the recorder's notification is stored as a job, answered at
+// once, and probed, uploaded and reported from the store, so that a crash
+// loses nothing.
+type FileJob struct {
+	ID int64 // increasing in commit order; a stream's jobs are worked in this order
+	StreamKey
+	Path string // inside a record directory, symlinks resolved
+	// Duration the recorder measured (for files that cannot be probed).
+	Duration   time.Duration
+	FinishedAt time.Time // when the recorder reported the file
+	// Attempts counts the failed upload attempts; NextAttempt is when the
+	// job is due again.
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	CreatedAt   time.Time
+}
+
+// FinishedFileJob is a job whose RECORD_FILE_COMPLETE is stored and whose
+// local file is to be deleted once that event is delivered.
+type FinishedFileJob struct {
+	ID        int64
+	Path      string
+	EventID   string
+	Pending   int // deliveries of the event still pending
+	Succeeded int
+	Failed    int // failed or dead-lettered
+}
+
+// FileJobStore hands file jobs out to the workers of the nodes.
+type FileJobStore interface {
+	// ClaimFileJobs leases to node, until now+lease, up to max jobs that are
+	// due and not leased by another node, each the oldest unfinished job of
+	// its stream, oldest first. Jobs node holds already are returned again.
+	ClaimFileJobs(ctx context.Context, node string, now time.Time, lease time.Duration, max int) ([]*FileJob, error)
+	// RenewFileJobs extends the leases node holds to until.
+	RenewFileJobs(ctx context.Context, node string, until time.Time) error
+	// RetryFileJob records a failed attempt of a job node holds: it is due
+	// again at next, and no longer leased. ENOTFOUND when the job is gone.
+	RetryFileJob(ctx context.Context, node string, id int64, attempts int, next time.Time, lastError string) error
+	// ReleaseFileJobs gives up node's leases (shutdown, or a restart of the
+	// same node).
+	ReleaseFileJobs(ctx context.Context, node string) error
+	// FinishedFileJobs returns up to limit finished jobs kept for their
+	// event's deliveries, with those deliveries' counts.
+	FinishedFileJobs(ctx context.Context, limit int) ([]*FinishedFileJob, error)
+	// DeleteFileJob removes a finished job.
+	DeleteFileJob(ctx context.Context, id int64) error
 }
 
 // DomainSettings are the recording settings of one publish domain.

@@ -164,7 +164,7 @@ func storedStream(s *livehooks.StreamState) *livehooks.StreamState {
 }
 
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-	file_started_at, published_at, over_at, next_file_at, updated_at, record_format`
+	file_started_at, published_at, over_at, next_file_at, updated_at, record_format, pending_files`
 
 const readStreamSQL = `SELECT ` + streamColumns + `, version FROM streams
 	WHERE project_id = $1 AND publish_domain = $2 AND app = $3 AND stream = $4`
@@ -246,7 +246,7 @@ func scanStream(row pgx.Row) (cachedStream, error) {
 		version                            int64
 	)
 	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
-		&started, &published, &over, &nextFile, &s.UpdatedAt, &s.RecordFormat, &version)
+		&started, &published, &over, &nextFile, &s.UpdatedAt, &s.RecordFormat, &s.PendingFiles, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cachedStream{}, nil
 	} else if err != nil {

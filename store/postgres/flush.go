@@ -33,7 +33,8 @@ import (
 // locked, in key order, before the deliveries draw their ids, and stays
 // locked until the commit.
 func (t *outboxTx) flush(ctx context.Context) error {
-	if len(t.streamOrder) == 0 && len(t.events) == 0 && len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 {
+	if len(t.streamOrder) == 0 && len(t.events) == 0 && len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 &&
+		len(t.addJobs) == 0 && len(t.finishJobs) == 0 {
 		return nil
 	}
 	if err := t.connect(ctx); err != nil {
@@ -46,6 +47,7 @@ func (t *outboxTx) flush(ctx context.Context) error {
 	f.checkMatches()
 	f.checkRequeues()
 	f.writeStreams()
+	f.writeFileJobs()
 	f.insertEvents()
 	f.lockLanes()
 	f.insertDeliveries()
@@ -268,35 +270,35 @@ func (f *flushing) checkRequeues() {
 const writeStreamsSQL = `WITH i AS (
 	SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
-		$15::timestamptz[], $16::timestamptz[], $17::text[])
+		$15::timestamptz[], $16::timestamptz[], $17::text[], $18::int[])
 		WITH ORDINALITY AS i(kind, expected, project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, record_format, ord)
+			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, record_format, pending_files, ord)
 ), upd AS (
 	UPDATE streams s SET state = i.state, task_id = i.task_id, job_id = i.job_id, file_seq = i.file_seq,
 		file_started_at = i.file_started_at, published_at = i.published_at, over_at = i.over_at,
 		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer,
-		record_format = i.record_format, version = s.version + 1
+		record_format = i.record_format, pending_files = i.pending_files, version = s.version + 1
 	FROM i WHERE i.kind = 1 AND i.expected > 0 AND s.version = i.expected
 		AND s.project_id = i.project_id AND s.publish_domain = i.publish_domain AND s.app = i.app AND s.stream = i.stream
 	RETURNING i.ord
 ), ins AS (
 	INSERT INTO streams (` + streamColumns + `, next_timer, version)
 	SELECT project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-		file_started_at, published_at, over_at, next_file_at, updated_at, record_format, next_timer, 1
+		file_started_at, published_at, over_at, next_file_at, updated_at, record_format, pending_files, next_timer, 1
 	FROM i WHERE kind = 1 AND expected = 0
 	ON CONFLICT (project_id, publish_domain, app, stream) DO NOTHING
 	RETURNING project_id, publish_domain, app, stream
 ), blind AS (
 	INSERT INTO streams AS s (` + streamColumns + `, next_timer, version)
 	SELECT project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-		file_started_at, published_at, over_at, next_file_at, updated_at, record_format, next_timer, 1
+		file_started_at, published_at, over_at, next_file_at, updated_at, record_format, pending_files, next_timer, 1
 	FROM i WHERE kind = 2
 	ON CONFLICT (project_id, publish_domain, app, stream) DO UPDATE SET
 		state = excluded.state, task_id = excluded.task_id, job_id = excluded.job_id,
 		file_seq = excluded.file_seq, file_started_at = excluded.file_started_at,
 		published_at = excluded.published_at, over_at = excluded.over_at,
 		next_file_at = excluded.next_file_at, updated_at = excluded.updated_at,
-		next_timer = excluded.next_timer, record_format = excluded.record_format, version = s.version + 1
+		next_timer = excluded.next_timer, record_format = excluded.record_format, pending_files = excluded.pending_files, version = s.version + 1
 ), seen AS (
 	SELECT i.ord FROM i JOIN streams s ON s.project_id = i.project_id AND s.publish_domain = i.publish_domain
 		AND s.app = i.app AND s.stream = i.stream
@@ -320,12 +322,12 @@ const updateStreamsSQL = `WITH u AS (
 	UPDATE streams s SET state = i.state, task_id = i.task_id, job_id = i.job_id, file_seq = i.file_seq,
 		file_started_at = i.file_started_at, published_at = i.published_at, over_at = i.over_at,
 		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer,
-		record_format = i.record_format, version = s.version + 1
+		record_format = i.record_format, pending_files = i.pending_files, version = s.version + 1
 	FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
-		$15::timestamptz[], $16::timestamptz[], $17::text[])
+		$15::timestamptz[], $16::timestamptz[], $17::text[], $18::int[])
 		WITH ORDINALITY AS i(kind, expected, project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, record_format, ord)
+			file_started_at, published_at, over_at, next_file_at, updated_at, next_timer, record_format, pending_files, ord)
 	WHERE s.version = i.expected
 		AND s.project_id = i.project_id AND s.publish_domain = i.publish_domain AND s.app = i.app AND s.stream = i.stream
 	RETURNING i.ord
@@ -345,7 +347,7 @@ func (f *flushing) writeStreams() {
 		expected                                   = make([]int64, 0, n)
 		projects, domains, apps, streams           = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		states, tasks, jobs, formats               = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		seqs                                       = make([]int32, 0, n)
+		seqs, pendings                             = make([]int32, 0, n), make([]int32, 0, n)
 		started, published, over, nextFile, timers = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n),
 			make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 		updated = make([]time.Time, 0, n)
@@ -368,7 +370,7 @@ func (f *flushing) writeStreams() {
 		apps, streams = append(apps, s.key.App), append(streams, s.key.Stream)
 		states, tasks, jobs = append(states, st.State), append(tasks, st.TaskID), append(jobs, st.JobID)
 		formats = append(formats, st.RecordFormat)
-		seqs = append(seqs, int32(st.FileSeq))
+		seqs, pendings = append(seqs, int32(st.FileSeq)), append(pendings, int32(st.PendingFiles))
 		started, published = append(started, optTimestamptz(st.FileStartedAt)), append(published, optTimestamptz(st.PublishedAt))
 		over, nextFile = append(over, optTimestamptz(st.OverAt)), append(nextFile, optTimestamptz(st.NextFileAt))
 		updated, timers = append(updated, ts(st.UpdatedAt)), append(timers, optTimestamptz(st.NextTimer()))
@@ -380,7 +382,7 @@ func (f *flushing) writeStreams() {
 		}
 	}
 	f.queue(sql, kinds, expected, projects, domains, apps, streams, states, tasks, jobs, seqs,
-		started, published, over, nextFile, updated, timers, formats)
+		started, published, over, nextFile, updated, timers, formats, pendings)
 }
 
 // insertEventsSQL inserts the events, and aborts the transaction when one of
@@ -472,7 +474,8 @@ var upsertLanesSQL = `INSERT INTO lanes AS l (lane, config_id, pending, next_at,
 // that adds deliveries takes them in the lanes' upsert.
 func (f *flushing) lockLanes() {
 	t := f.t
-	if len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 {
+	if len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 &&
+		len(t.addJobs) == 0 && len(t.finishJobs) == 0 {
 		return
 	}
 	touched := make([]string, 0, len(t.plans)+len(t.results)+len(t.defers))

@@ -91,6 +91,9 @@ type outboxTx struct {
 
 	results []bufferedResult
 	defers  []deferred
+
+	addJobs    []heldFileJob
+	finishJobs []finishedJob
 }
 
 // bufferedEvent is an event to insert, ingested at.

@@ -79,7 +79,7 @@ func (db *DB) acquire(ctx context.Context) (conn, error) {
 func writeSQL() []string {
 	return []string{settingsSQL, checkMatchesSQL, checkRequeuesSQL, writeStreamsSQL, updateStreamsSQL, insertEventsSQL,
 		lockSQL, upsertLanesSQL, insertDeliveriesSQL, recordSQL, disableGoneSQL, deferLanesSQL, laneStatesSQL,
-		domainConfigsSQL, readStreamSQL, requeueEventsSQL, requeueConfigsSQL}
+		domainConfigsSQL, readStreamSQL, requeueEventsSQL, requeueConfigsSQL, insertFileJobsSQL, finishFileJobsSQL}
 }
 
 // openWriteConn connects Write's own connection and prepares Write's

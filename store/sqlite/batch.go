@@ -132,13 +132,13 @@ var multiSQL = map[string]struct {
 		return `INSERT INTO deliveries (id, webhook_id, project_id, config_id, lane, event_pk, event_type, stream,
 		status, next_attempt, created_at, updated_at) VALUES ` + rowsSQL(12, n)
 	}},
-	"put-streams": {15, func(n int) string {
-		return `INSERT INTO streams (` + streamColumns + `, next_timer) VALUES ` + rowsSQL(15, n) + `
+	"put-streams": {16, func(n int) string {
+		return `INSERT INTO streams (` + streamColumns + `, next_timer) VALUES ` + rowsSQL(16, n) + `
 		ON CONFLICT (project_id, publish_domain, app, stream) DO UPDATE SET
 		state = excluded.state, task_id = excluded.task_id, job_id = excluded.job_id, file_seq = excluded.file_seq,
 		file_started_at = excluded.file_started_at, published_at = excluded.published_at, over_at = excluded.over_at,
 		next_file_at = excluded.next_file_at, updated_at = excluded.updated_at, next_timer = excluded.next_timer,
-		record_format = excluded.record_format`
+		record_format = excluded.record_format, pending_files = excluded.pending_files`
 	}},
 	"insert-attempts": {7, func(n int) string {
 		return `INSERT INTO attempts (delivery_id, n, at, status_code, latency_us, response, error) VALUES ` + rowsSQL(7, n)
@@ -328,7 +328,7 @@ func (t *outboxTx) flushStreams() error {
 		s := t.streams[k]
 		args = append(args, s.ProjectID, s.PublishDomain, s.App, s.Stream, s.State, s.TaskID, s.JobID, s.FileSeq,
 			optMicros(s.FileStartedAt), optMicros(s.PublishedAt), optMicros(s.OverAt), optMicros(s.NextFileAt),
-			micros(s.UpdatedAt), s.RecordFormat, optMicros(s.NextTimer()))
+			micros(s.UpdatedAt), s.RecordFormat, s.PendingFiles, optMicros(s.NextTimer()))
 	}
 	t.streamsWritten = len(t.streamOrder)
 	if err := t.execRows("put-streams", args, nil); err != nil {

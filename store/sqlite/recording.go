@@ -12,7 +12,7 @@ import (
 )
 
 const streamColumns = `project_id, publish_domain, app, stream, state, task_id, job_id, file_seq,
-	file_started_at, published_at, over_at, next_file_at, updated_at, record_format`
+	file_started_at, published_at, over_at, next_file_at, updated_at, record_format, pending_files`
 
 // A stream's state is read once (stmtStream) and then served from memory
 // (caches); puts are written in batches (batch.go).
@@ -44,7 +44,7 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 		updated                            int64
 	)
 	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
-		&started, &published, &over, &nextFile, &updated, &s.RecordFormat)
+		&started, &published, &over, &nextFile, &updated, &s.RecordFormat, &s.PendingFiles)
 	if errors.Is(err, sql.ErrNoRows) {
 		t.db.cache.streams.Put(key, nil, gen)
 		return nil, nil

@@ -16,7 +16,7 @@ var recordingTests = map[string]func(t *testing.T, s livehooks.Store){
 		want := &livehooks.StreamState{
 			StreamKey: key, State: livehooks.StreamPaused, TaskID: "task1", JobID: "job-1", FileSeq: 3,
 			FileStartedAt: base.Add(time.Microsecond), PublishedAt: base, OverAt: base.Add(30 * time.Second),
-			NextFileAt: base.Add(time.Second), RecordFormat: livehooks.FormatMP4, UpdatedAt: base.Add(2 * time.Second),
+			NextFileAt: base.Add(time.Second), RecordFormat: livehooks.FormatMP4, PendingFiles: 2, UpdatedAt: base.Add(2 * time.Second),
 		}
 		err := s.Write(ctx, func(tx livehooks.OutboxTx) error {
 			if got, err := tx.Stream(ctx, key); err != nil || got != nil {
@@ -35,7 +35,7 @@ var recordingTests = map[string]func(t *testing.T, s livehooks.Store){
 			t.Fatalf("got %+v\nwant %+v", got, want)
 		}
 		// Replace; zero times stay zero.
-		want.State, want.OverAt, want.NextFileAt, want.JobID, want.RecordFormat = livehooks.StreamOver, time.Time{}, time.Time{}, "", livehooks.FormatHLS
+		want.State, want.OverAt, want.NextFileAt, want.JobID, want.RecordFormat, want.PendingFiles = livehooks.StreamOver, time.Time{}, time.Time{}, "", livehooks.FormatHLS, 0
 		_ = s.Write(ctx, func(tx livehooks.OutboxTx) error { return tx.PutStream(ctx, want) })
 		_ = s.Write(ctx, func(tx livehooks.OutboxTx) (err error) { got, err = tx.Stream(ctx, key); return err })
 		if !reflect.DeepEqual(got, want) {

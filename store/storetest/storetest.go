@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) livehooks.Store) {
 		{"Lanes", laneTests},
 		{"Log", logTests},
 		{"Recording", recordingTests},
+		{"FileJobs", fileJobTests},
 		{"Batch", batchTests},
 	}
 	for _, suite := range suites {
