@@ -36,6 +36,14 @@ type Options struct {
 	TimerInterval time.Duration
 	// SettingsTTL is how long domain settings are cached (default 2 s).
 	SettingsTTL time.Duration
+	// LateFileGrace is how long past a stream's pause its task waits before
+	// RECORD_OVER for a file the recorder reports after the stream's end
+	// (default 2 s): MediaMTX runs runOnUnavailable before it closes the
+	// last segment, SRS sends the last on_dvr after on_unpublish.
+	LateFileGrace time.Duration
+	// JobLease is how long a file job stays with the node that stored it
+	// before another node may take it (default 30 s).
+	JobLease time.Duration
 }
 
 // Machine is the recording state machine. It is safe for concurrent use.
@@ -68,6 +76,12 @@ func New(o Options) *Machine {
 	}
 	if o.SettingsTTL <= 0 {
 		o.SettingsTTL = 2 * time.Second
+	}
+	if o.LateFileGrace <= 0 {
+		o.LateFileGrace = 2 * time.Second
+	}
+	if o.JobLease <= 0 {
+		o.JobLease = 30 * time.Second
 	}
 	return &Machine{o: o, ids: randomIDs{}, settings: map[string]cachedSettings{}}
 }
@@ -128,11 +142,21 @@ func (m *Machine) transact(ctx context.Context, key livehooks.StreamKey, fn func
 		if st == nil {
 			st = &livehooks.StreamState{StreamKey: key}
 		}
-		s := &step{st: st, now: now, set: set, delay: m.o.NextFileDelay, ids: m.ids}
+		s := &step{st: st, now: now, set: set, delay: m.o.NextFileDelay, grace: m.o.LateFileGrace, ids: m.ids}
 		fn(s)
 		st.UpdatedAt = now
 		if err := tx.PutStream(ctx, st); err != nil {
 			return nil, err
+		}
+		if s.addJob != nil {
+			if err := tx.AddFileJob(ctx, m.o.Committer.Node(), now, m.o.JobLease, s.addJob); err != nil {
+				return nil, err
+			}
+		}
+		if s.doneJob != 0 {
+			if err := tx.FinishFileJob(ctx, s.doneJob, s.doneEvent); err != nil {
+				return nil, err
+			}
 		}
 		out = s.events
 		if len(s.events) == 0 {
@@ -147,7 +171,9 @@ func (m *Machine) transact(ctx context.Context, key livehooks.StreamKey, fn func
 }
 
 // Signal applies a source's report and returns the events it produced, once
-// they are committed.
+// they are committed. A FileQueued signal stores its job with the stream's
+// state; a FileDone or Failure with a job finishes that job in the same
+// transaction.
 func (m *Machine) Signal(ctx context.Context, sig Signal) ([]*livehooks.Event, error) {
 	if err := sig.Stream.Validate(); err != nil {
 		return nil, err

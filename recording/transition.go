@@ -15,12 +15,15 @@ type SignalKind int
 const (
 	Publish   SignalKind = iota // the publisher started (or came back)
 	Unpublish                   // the publisher stopped
-	FileDone                    // the recorder finished a file
-	Failure                     // the recorder failed (or a file could not be uploaded)
+	FileDone                    // a finished file was probed (and maybe uploaded)
+	Failure                     // the recorder failed (or a file could not be read or uploaded)
+	// FileQueued: the recorder finished a file, whose job (Signal.Job) is
+	// stored to be probed, uploaded and reported as FileDone or Failure.
+	FileQueued
 )
 
 func (k SignalKind) String() string {
-	return [...]string{"publish", "unpublish", "file_done", "failure"}[k]
+	return [...]string{"publish", "unpublish", "file_done", "failure", "file_queued"}[k]
 }
 
 // Signal is one report of a source about one stream.
@@ -34,6 +37,12 @@ type Signal struct {
 	// knows it; it wins over the domain's record_format from then on, as a
 	// file's own format does.
 	Format string
+	// Job is the job to store (FileQueued), or the job that FileDone or
+	// Failure finishes (by ID; nil when the report comes from no job).
+	Job *livehooks.FileJob
+	// KeepJob keeps a finished job, with its RECORD_FILE_COMPLETE event, so
+	// that its local file is deleted once that event is delivered.
+	KeepJob bool
 }
 
 // File is a finished recording file, as probed (and maybe uploaded).
@@ -86,12 +95,19 @@ type ids interface {
 
 // step is one transition's working state.
 type step struct {
-	st     *livehooks.StreamState
-	now    time.Time
-	set    Settings
-	delay  time.Duration // before a next file's RECORD_NEW_FILE_START
+	st    *livehooks.StreamState
+	now   time.Time
+	set   Settings
+	delay time.Duration // before a next file's RECORD_NEW_FILE_START
+	// grace is how long after the pause a task waits for files that
+	// recorders report just after the stream's end.
+	grace  time.Duration
 	ids    ids
 	events []*livehooks.Event
+
+	addJob    *livehooks.FileJob // to store with the state
+	doneJob   int64              // to finish with the state, 0 for none
+	doneEvent string             // the event a finished job is kept for
 }
 
 func (s *step) emit(t livehooks.EventType, mod func(e *livehooks.Event)) *livehooks.Event {
@@ -151,14 +167,23 @@ func (s *step) fireDue() {
 		}
 		switch {
 		case !st.NextFileAt.IsZero() && !st.NextFileAt.After(s.now) && (st.OverAt.IsZero() || !st.NextFileAt.After(st.OverAt)):
-			started := st.NextFileAt.Add(-s.delay)
+			started := st.FileStartedAt // the end of the file before
+			if started.IsZero() {
+				started = st.NextFileAt.Add(-s.delay)
+			}
 			st.NextFileAt = time.Time{}
-			if st.State == livehooks.StreamLive && st.JobID == "" {
+			if st.State == livehooks.StreamLive && st.JobID == "" && st.PendingFiles == 0 {
 				s.newFile(started)
 			}
 		default:
 			st.OverAt = time.Time{}
-			if st.State == livehooks.StreamPaused {
+			switch {
+			case st.State != livehooks.StreamPaused:
+			case st.PendingFiles > 0:
+				// RECORD_OVER is the task's last event: it follows the
+				// files still in their jobs.
+				st.State = livehooks.StreamEnding
+			default:
 				s.over()
 			}
 		}
@@ -182,22 +207,45 @@ func (s *step) apply(sig Signal) {
 		switch st.State {
 		case livehooks.StreamOver:
 			s.newTask(true)
-		case livehooks.StreamPaused:
+		case livehooks.StreamPaused, livehooks.StreamEnding:
+			if st.PendingFiles == 0 && !s.now.Before(st.OverAt.Add(-s.grace)) {
+				// Past the pause, in the grace for late files: the task ends.
+				s.over()
+				s.newTask(true)
+				break
+			}
 			// Back within the maximum pause: the same task, a new file. A
 			// file of the previous publish that was never reported done is
 			// abandoned (nginx reports it within milliseconds of the stop).
+			// While files of the task are still in their jobs the task goes
+			// on too (its RECORD_OVER would have to follow them), and the
+			// new file is announced after them.
 			st.State, st.OverAt, st.PublishedAt = livehooks.StreamLive, time.Time{}, s.now
-			s.newFile(s.now)
+			if st.PendingFiles == 0 {
+				s.newFile(s.now)
+			} else {
+				st.FileStartedAt = s.now
+			}
 		case livehooks.StreamLive:
 			st.PublishedAt = s.now // a repeated publish: nothing new to say
 		}
 	case Unpublish:
 		if st.State == livehooks.StreamLive {
-			st.State, st.OverAt, st.NextFileAt = livehooks.StreamPaused, s.now.Add(s.set.MaxPause), time.Time{}
+			st.State, st.OverAt, st.NextFileAt = livehooks.StreamPaused, s.now.Add(s.set.MaxPause+s.grace), time.Time{}
 		}
+	case FileQueued:
+		s.fileQueued(sig.Job)
 	case FileDone:
+		s.jobDone(sig.Job)
 		s.fileDone(sig.File)
+		if sig.Job != nil && sig.KeepJob && len(s.events) > 0 {
+			if last := s.events[len(s.events)-1]; last.Type == livehooks.RecordFileComplete {
+				s.doneEvent = last.ID
+			}
+		}
+		s.endIfDone()
 	case Failure:
+		s.jobDone(sig.Job)
 		if st.TaskID == "" {
 			st.TaskID = s.ids.task()
 		}
@@ -206,6 +254,56 @@ func (s *step) apply(sig Signal) {
 			msg = "recording failed"
 		}
 		s.emit(livehooks.RecordFailed, func(e *livehooks.Event) { e.ErrorMessage = clipUTF8(msg, livehooks.MaxErrorMessageLen) })
+		s.endIfDone()
+	}
+}
+
+// fileQueued stores a finished file's job. The file belongs to the stream's
+// task, even a task past its pause (recorders report a stream's last file
+// a moment after its end): only a stream with no task left gets a task of
+// its own, which ends after the pause.
+func (s *step) fileQueued(j *livehooks.FileJob) {
+	st := s.st
+	if j == nil {
+		return
+	}
+	if st.TaskID == "" || st.State == livehooks.StreamOver {
+		// A file of a stream we never saw published (livehooks started
+		// while it was live), or long after its end.
+		st.TaskID, st.State, st.JobID, st.FileSeq = s.ids.task(), livehooks.StreamPaused, "", 0
+		st.OverAt, st.NextFileAt, st.FileStartedAt = s.now.Add(s.set.MaxPause+s.grace), time.Time{}, time.Time{}
+		s.emit(livehooks.RecordStart, nil)
+	}
+	// The next file is announced after this one's report.
+	st.NextFileAt = time.Time{}
+	st.PendingFiles++
+	cp := *j
+	cp.StreamKey = st.StreamKey
+	s.addJob = &cp
+}
+
+// jobDone counts a file job of the task as finished.
+func (s *step) jobDone(j *livehooks.FileJob) {
+	if j == nil {
+		return
+	}
+	s.doneJob = j.ID
+	if s.st.PendingFiles > 0 {
+		s.st.PendingFiles--
+	}
+}
+
+// endIfDone ends a task that waited for its last files, or, when the stream
+// is live and its last file was reported without a RECORD_FILE_COMPLETE
+// (a failure, an empty file), announces the next file a moment later.
+func (s *step) endIfDone() {
+	st := s.st
+	switch {
+	case st.PendingFiles > 0:
+	case st.State == livehooks.StreamEnding:
+		s.over()
+	case st.State == livehooks.StreamLive && st.JobID == "" && st.NextFileAt.IsZero():
+		st.NextFileAt = s.now.Add(s.delay)
 	}
 }
 
@@ -217,10 +315,12 @@ func (s *step) fileDone(f *File) {
 	if f.Format != "" {
 		st.RecordFormat = f.Format // what the recorder really writes
 	}
-	if st.TaskID == "" {
+	if st.TaskID == "" || st.State == livehooks.StreamOver {
 		// A file of a stream we never saw published (livehooks started
-		// while it was live): its own task, which ends after the pause.
-		st.TaskID, st.State, st.OverAt = s.ids.task(), livehooks.StreamPaused, s.now.Add(s.set.MaxPause)
+		// while it was live), or after its task ended: its own task, which
+		// ends after the pause.
+		st.TaskID, st.State, st.JobID, st.FileSeq = s.ids.task(), livehooks.StreamPaused, "", 0
+		st.OverAt, st.NextFileAt, st.FileStartedAt = s.now.Add(s.set.MaxPause+s.grace), time.Time{}, time.Time{}
 		s.emit(livehooks.RecordStart, nil)
 	}
 	if f.Empty {
@@ -232,22 +332,30 @@ func (s *step) fileDone(f *File) {
 		// file ends within milliseconds.
 		return
 	}
-	if st.JobID == "" {
-		// Its start was not announced yet (files shorter than the delay).
-		st.NextFileAt = time.Time{}
-		s.newFile(s.now)
-	}
-	started := st.FileStartedAt
 	end := f.End
 	if end.IsZero() {
 		end = s.now
 	}
+	if st.JobID == "" {
+		// Its start was not announced yet (files shorter than the delay,
+		// or files that waited for the report of the file before).
+		st.NextFileAt = time.Time{}
+		started := st.FileStartedAt
+		if started.IsZero() || started.After(end) {
+			started = end.Add(-f.Duration)
+		}
+		s.newFile(started)
+	}
+	started := st.FileStartedAt
 	start := f.Start
 	if start.IsZero() {
 		start = started
 		if f.Duration > 0 && (start.IsZero() || end.Sub(start) > f.Duration+2*time.Second) {
 			start = end.Add(-f.Duration)
 		}
+	}
+	if start.After(end) {
+		start = end
 	}
 	s.emit(livehooks.RecordFileComplete, func(e *livehooks.Event) {
 		e.AssetID = strings.ReplaceAll(e.JobID, "-", "")
@@ -260,11 +368,12 @@ func (s *step) fileDone(f *File) {
 		}
 	})
 	st.JobID = ""
-	if st.State == livehooks.StreamLive {
+	// The next file starts where this one ended.
+	st.FileStartedAt = end
+	if st.State == livehooks.StreamLive && st.PendingFiles == 0 {
 		// The recorder goes on with the next file: announce it a moment
 		// later, unless the stream stops meanwhile.
 		st.NextFileAt = s.now.Add(s.delay)
-		st.FileStartedAt = end
 	}
 }
 

@@ -25,6 +25,9 @@ type sim struct {
 	set Settings
 	out []string
 	evs []*livehooks.Event
+	// grace is the step's LateFileGrace; jobs counts the file jobs stored.
+	grace time.Duration
+	jobs  int64
 }
 
 func newSim(t *testing.T) *sim {
@@ -34,7 +37,7 @@ func newSim(t *testing.T) *sim {
 }
 
 func (s *sim) run(fn func(*step)) {
-	st := &step{st: s.st, now: s.now, set: s.set, delay: time.Second, ids: s.ids}
+	st := &step{st: s.st, now: s.now, set: s.set, delay: time.Second, grace: s.grace, ids: s.ids}
 	fn(st)
 	for _, e := range st.events {
 		r := string(e.Type) + " " + e.TaskID
