@@ -176,9 +176,13 @@ type DomainSettings struct {
 	RejectUnknownStreams bool `json:"reject_unknown_streams,omitempty"`
 	// Storage, when set, uploads finished files to S3-compatible storage and
 	// uses the object URL as download_url.
-	Storage    *StorageSettings `json:"storage,omitempty"`
-	CreateTime time.Time        `json:"-"`
-	UpdateTime time.Time        `json:"-"`
+	Storage *StorageSettings `json:"storage,omitempty"`
+	// DeleteAfterUpload deletes a recording's local file once it is stored
+	// in object storage and its RECORD_FILE_COMPLETE was delivered to every
+	// callback it went to (default: keep it).
+	DeleteAfterUpload bool      `json:"delete_after_upload,omitempty"`
+	CreateTime        time.Time `json:"-"`
+	UpdateTime        time.Time `json:"-"`
 }
 
 // StorageSettings locate an S3-compatible bucket.

@@ -27,13 +27,13 @@ const (
 // that it never names an object that is not there yet. Only relative URIs
 // that stay inside the playlist's directory are followed; the directory is
 // opened as an os.Root, so a symbolic link cannot lead out of it either.
-func uploadHLS(ctx context.Context, c *minio.Client, bucket, key, playlist string) error {
+func uploadHLS(ctx context.Context, c *minio.Client, bucket, key, playlist string, progress io.Reader) error {
 	root, err := os.OpenRoot(filepath.Dir(playlist))
 	if err != nil {
 		return fmt.Errorf("objstore: open playlist directory: %w", err)
 	}
 	defer root.Close()
-	u := &hlsUpload{c: c, bucket: bucket, dir: path.Dir(key), root: root, seen: map[string]bool{}}
+	u := &hlsUpload{c: c, bucket: bucket, dir: path.Dir(key), root: root, seen: map[string]bool{}, progress: progress}
 	name := filepath.Base(playlist)
 	u.seen[name] = true
 	return u.playlist(ctx, name, key, 0)
@@ -45,6 +45,8 @@ type hlsUpload struct {
 	dir    string // the object folder of the top playlist
 	root   *os.Root
 	seen   map[string]bool // files (relative to root) already taken
+	// progress hears of every byte sent (watchStall).
+	progress io.Reader
 }
 
 // playlist uploads the files a playlist lists, then the playlist itself as
@@ -77,8 +79,7 @@ func (u *hlsUpload) playlist(ctx context.Context, name, key string, depth int) e
 			return err
 		}
 	}
-	_, err = u.c.PutObject(ctx, u.bucket, key, bytes.NewReader(body), int64(len(body)),
-		minio.PutObjectOptions{ContentType: ContentType(name)})
+	_, err = u.c.PutObject(ctx, u.bucket, key, bytes.NewReader(body), int64(len(body)), putOptions(ContentType(name), u.progress))
 	if err != nil {
 		return fmt.Errorf("objstore: put %s/%s: %w", u.bucket, key, err)
 	}
@@ -124,7 +125,7 @@ func (u *hlsUpload) file(ctx context.Context, rel, key string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("objstore: segment %s is not a regular file", rel)
 	}
-	_, err = u.c.PutObject(ctx, u.bucket, key, f, fi.Size(), minio.PutObjectOptions{ContentType: ContentType(rel)})
+	_, err = u.c.PutObject(ctx, u.bucket, key, f, fi.Size(), putOptions(ContentType(rel), u.progress))
 	if err != nil {
 		return fmt.Errorf("objstore: put %s/%s: %w", u.bucket, key, err)
 	}

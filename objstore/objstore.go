@@ -38,7 +38,20 @@ type Options struct {
 	MaxRetries int
 	// MaxClients bounds the cache of S3 clients (default 256).
 	MaxClients int
+	// StallTimeout ends an upload that reads nothing of its file for this
+	// long (default 30 s): a peer that stops reading the body, whose
+	// connection would otherwise hang until the kernel gives up.
+	StallTimeout time.Duration
 }
+
+// PartSize is the part size of multipart uploads, which minio-go uses for
+// objects bigger than one part. Parts of a file are read from it in place
+// (io.SectionReader), PartThreads at a time, so memory stays flat whatever
+// the size of the file.
+const (
+	PartSize    = 16 << 20
+	PartThreads = 2
+)
 
 // Store uploads files to the bucket that each call's settings name. It is
 // safe for concurrent use.
@@ -70,6 +83,9 @@ func New(o Options) *Store {
 	}
 	if o.MaxRetries <= 0 {
 		o.MaxRetries = 3
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 30 * time.Second
 	}
 	if o.Transport == nil {
 		o.Transport = guardedTransport(o.AllowCIDRs)
@@ -103,15 +119,20 @@ func (s *Store) upload(ctx context.Context, st *livehooks.StorageSettings, objec
 	if err != nil {
 		return "", err
 	}
+	ctx, w := watchStall(ctx, s.o.StallTimeout)
+	defer w.stop()
 	if strings.EqualFold(path.Ext(file), ".m3u8") {
-		err = uploadHLS(ctx, c, st.Bucket, key, file)
+		err = uploadHLS(ctx, c, st.Bucket, key, file, w)
 	} else {
-		_, err = c.FPutObject(ctx, st.Bucket, key, file, minio.PutObjectOptions{ContentType: ContentType(file)})
+		_, err = c.FPutObject(ctx, st.Bucket, key, file, putOptions(ContentType(file), w))
 		if err != nil {
 			err = fmt.Errorf("objstore: put %s/%s: %w", st.Bucket, key, err)
 		}
 	}
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 		return "", err
 	}
 	if st.Presign {

@@ -43,11 +43,14 @@ func TestWithTheRecordingMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	src, err := source.New(source.Options{Machine: m, Callbacks: db, RecordDirs: []string{dir}})
+	src, err := source.New(source.Options{Machine: m, Callbacks: db, Jobs: db, Node: "n1", RecordDirs: []string{dir}, JobPoll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(src.Close)
+	wctx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan struct{})
+	go func() { src.RunFileJobs(wctx); close(workerDone) }()
+	t.Cleanup(func() { stopWorker(); <-workerDone; src.Close() })
 
 	if a, err := src.Publish(ctx, cam1, ""); err != nil || a != source.Recorded {
 		t.Fatalf("publish: %v %v", a, err)
@@ -55,13 +58,25 @@ func TestWithTheRecordingMachine(t *testing.T) {
 	if err := src.FileDone(ctx, cam1, sourcetest.CopyFixture(t, "video.flv", dir, "cam1-1.flv"), source.FileHint{}); err != nil {
 		t.Fatal(err)
 	}
+	events := func(n int) []*livehooks.Event {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			evs, err := db.FindEvents(ctx, cfg, time.Time{}, time.Now().Add(time.Hour), 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) >= n || time.Now().After(deadline) {
+				return evs
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	events(3)
 	if err := src.FileDone(ctx, cam1, "/etc/passwd", source.FileHint{}); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := db.FindEvents(ctx, cfg, time.Time{}, time.Now().Add(time.Hour), 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := events(4)
 	var got []string
 	for _, e := range evs {
 		got = append(got, fmt.Sprintf("%s size=%d dur=%d %dx%d %s %q", e.Type, e.FileSize, e.RecordDuration, e.Width, e.Height, e.RecordFormat, e.ErrorMessage))

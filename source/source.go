@@ -57,10 +57,27 @@ type Options struct {
 	// OnDemandTimeout bounds the on-demand question (default 3 s); no answer
 	// in time means "do not record".
 	OnDemandTimeout time.Duration
-	// UploadAttempts (default 3) and UploadBackoff (default 1 s, doubling)
-	// shape upload retries.
-	UploadAttempts int
-	UploadBackoff  time.Duration
+	// Jobs is the store's queue of finished files, which RunFileJobs works.
+	Jobs livehooks.FileJobStore
+	// Node is this node's id, the owner of the file jobs it works (default
+	// "local").
+	Node string
+	// FileWorkers bounds the jobs worked at once (default 4); JobPoll is how
+	// often jobs are looked for besides the wake-ups of FileDone (default
+	// 1 s); JobLease is how long a job stays claimed without a renewal
+	// (default 30 s).
+	FileWorkers int
+	JobPoll     time.Duration
+	JobLease    time.Duration
+	// UploadAttempts (default 3), UploadBackoff (default 1 s, doubling up to
+	// MaxUploadBackoff, default 5 min) shape upload retries.
+	UploadAttempts   int
+	UploadBackoff    time.Duration
+	MaxUploadBackoff time.Duration
+	// An upload attempt may take UploadTimeout (default 1 min) plus the
+	// time its file takes at UploadMinRate bytes a second (default 1 MiB/s).
+	UploadTimeout time.Duration
+	UploadMinRate int64
 	// Probe reads a recording; media.Probe when nil.
 	Probe func(path string) (media.Info, error)
 }
@@ -77,20 +94,40 @@ type Source struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	wake chan struct{} // a file job was stored
+
 	mu       sync.Mutex
 	declined map[livehooks.StreamKey]time.Time
-	locks    map[livehooks.StreamKey]*streamLock
-}
-
-type streamLock struct {
-	mu sync.Mutex
-	n  int
 }
 
 // New returns a Source. Call Close when done.
 func New(o Options) (*Source, error) {
 	if o.Machine == nil {
 		return nil, errors.New("source: Options.Machine is required")
+	}
+	if o.Jobs == nil {
+		return nil, errors.New("source: Options.Jobs is required")
+	}
+	if o.Node == "" {
+		o.Node = "local"
+	}
+	if o.FileWorkers <= 0 {
+		o.FileWorkers = 4
+	}
+	if o.JobPoll <= 0 {
+		o.JobPoll = time.Second
+	}
+	if o.JobLease <= 0 {
+		o.JobLease = 30 * time.Second
+	}
+	if o.MaxUploadBackoff <= 0 {
+		o.MaxUploadBackoff = 5 * time.Minute
+	}
+	if o.UploadTimeout <= 0 {
+		o.UploadTimeout = time.Minute
+	}
+	if o.UploadMinRate <= 0 {
+		o.UploadMinRate = 1 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -115,7 +152,7 @@ func New(o Options) (*Source, error) {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Source{o: o, dirs: dirs, ctx: ctx, cancel: cancel, declined: map[livehooks.StreamKey]time.Time{}, locks: map[livehooks.StreamKey]*streamLock{}}, nil
+	return &Source{o: o, dirs: dirs, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), declined: map[livehooks.StreamKey]time.Time{}}, nil
 }
 
 // Close cancels background work (such as starting a recorder) and waits for
@@ -260,29 +297,6 @@ func (s *Source) isDeclined(key livehooks.StreamKey) bool {
 	defer s.mu.Unlock()
 	_, ok := s.declined[key]
 	return ok
-}
-
-// lockStream serialises the file work of one stream, so that files reach the
-// machine in the order the recorder finished them even when one upload is
-// slow.
-func (s *Source) lockStream(key livehooks.StreamKey) (unlock func()) {
-	s.mu.Lock()
-	l := s.locks[key]
-	if l == nil {
-		l = &streamLock{}
-		s.locks[key] = l
-	}
-	l.n++
-	s.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.mu.Lock()
-		if l.n--; l.n == 0 {
-			delete(s.locks, key)
-		}
-		s.mu.Unlock()
-	}
 }
 
 func streamAttrs(k livehooks.StreamKey, more ...any) []any {

@@ -91,6 +91,7 @@ func TestFilePipeline(t *testing.T) {
 			if err := src.FileDone(context.Background(), cam1, tc.path(t, dir), source.FileHint{}); err != nil {
 				t.Fatal(err)
 			}
+			rec.Drain(t)
 			lines := rec.Lines()
 			if len(lines) != 1 || !strings.HasPrefix(lines[0], tc.want) {
 				t.Fatalf("signals %q, want one starting with %q", lines, tc.want)
@@ -248,6 +249,7 @@ func TestLink(t *testing.T) {
 			if err := src.FileDone(context.Background(), cam1, p, source.FileHint{}); err != nil {
 				t.Fatal(err)
 			}
+			rec.Drain(t)
 			lines := rec.Lines()
 			if len(lines) != 1 || !strings.HasSuffix(lines[0], tc.want+func() string {
 				if strings.HasPrefix(tc.want, "url=link:") {
@@ -409,10 +411,13 @@ func TestFilesOfAStreamKeepTheirOrder(t *testing.T) {
 	release := make(chan struct{})
 	slow := &blockingUploader{release: release, started: make(chan string, 4)}
 	src, rec, dir := sourcetest.New(t, func(o *source.Options) { o.Uploader = slow })
+	ctx, stop := context.WithCancel(context.Background())
+	worker := make(chan struct{})
+	go func() { src.RunFileJobs(ctx); close(worker) }()
+	defer func() { stop(); <-worker }()
 	rec.PutDomain(&livehooks.DomainSettings{ProjectID: "p", PublishDomain: "push.example.com", Storage: &livehooks.StorageSettings{Bucket: "b"}})
 	a := sourcetest.CopyFixture(t, "video.flv", dir, "a.flv")
 	b := sourcetest.CopyFixture(t, "video.mp4", dir, "b.mp4")
-	ctx := context.Background()
 	done := make(chan error, 2)
 	go func() { done <- src.FileDone(ctx, cam1, a, source.FileHint{}) }()
 	if got := <-slow.started; got != "a.flv" {
@@ -425,11 +430,18 @@ func TestFilesOfAStreamKeepTheirOrder(t *testing.T) {
 	if err := src.FileDone(ctx, other, sourcetest.CopyFixture(t, "video.flv", dir, "c.flv"), source.FileHint{}); err != nil {
 		t.Fatal(err)
 	}
+	// cam2's file is reported while cam1's first upload hangs.
+	for deadline := time.Now().Add(10 * time.Second); len(rec.Signals()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	close(release)
 	for range 2 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(rec.Signals()) < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
 	var names []string
 	for _, s := range rec.Signals() {

@@ -64,6 +64,11 @@ type serveOptions struct {
 	perDestination int
 	retention      time.Duration
 	pollInterval   time.Duration
+
+	uploadAttempts     int
+	uploadBackoff      time.Duration
+	uploadTimeout      time.Duration
+	uploadStallTimeout time.Duration
 }
 
 func newServeCommand(e *env) *cobra.Command {
@@ -134,6 +139,14 @@ in service (and is logged).`,
 	envFlag(fs, "public-url", "LIVEHOOKS_PUBLIC_URL")
 	fs.StringVar(&o.servedMaxBytes, "served-recordings-max-bytes", "0", "cap on the space of the recordings livehooks handed out links for, e.g. 50G: over it the oldest are removed (each at least 10 minutes after its link went out, none a pending job uses); 0: no cap")
 	envFlag(fs, "served-recordings-max-bytes", "LIVEHOOKS_SERVED_RECORDINGS_MAX_BYTES")
+	fs.IntVar(&o.uploadAttempts, "upload-attempts", 3, "attempts at uploading a finished file to object storage before it is reported as RECORD_FAILED")
+	fs.DurationVar(&o.uploadBackoff, "upload-backoff", time.Second, "wait before the second upload attempt, doubling for each next one (up to 5m)")
+	fs.DurationVar(&o.uploadTimeout, "upload-timeout", time.Minute, "how long an upload attempt may take, plus one second per MiB of the file")
+	fs.DurationVar(&o.uploadStallTimeout, "upload-stall-timeout", 30*time.Second, "an upload attempt that sends nothing for this long (a storage endpoint that stops reading) is abandoned")
+	envFlag(fs, "upload-attempts", "LIVEHOOKS_UPLOAD_ATTEMPTS")
+	envFlag(fs, "upload-backoff", "LIVEHOOKS_UPLOAD_BACKOFF")
+	envFlag(fs, "upload-timeout", "LIVEHOOKS_UPLOAD_TIMEOUT")
+	envFlag(fs, "upload-stall-timeout", "LIVEHOOKS_UPLOAD_STALL_TIMEOUT")
 	return cmd
 }
 
@@ -280,7 +293,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		return err
 	}
 	var files *fileserve.Server
-	hooks, src, err := sources(o, machine, store, allow, singleTenant, logger, linker(&files))
+	hooks, src, err := sources(o, machine, store, store, node, allow, singleTenant, logger, linker(&files))
 	if err != nil {
 		return err
 	}
@@ -358,8 +371,12 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 			}
 		}()
 	}
-	// Recording timers fire only while the committer runs.
+	// Recording timers fire, and finished files are worked, only while the
+	// committer runs.
 	go machine.Run(commitCtx)
+	jobsCtx, stopJobs := context.WithCancel(commitCtx)
+	jobsDone := make(chan struct{})
+	go func() { src.RunFileJobs(jobsCtx); close(jobsDone) }()
 	if file, ok := verifier.(*reloadingVerifier); ok {
 		go file.watch(ctx, logger)
 	}
@@ -388,6 +405,10 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("http shutdown incomplete", "error", err)
 	}
+	// A file job cut short stays in the store and runs again at the next
+	// start.
+	stopJobs()
+	<-jobsDone
 	src.Close() // background work of the media-server hooks (starting recorders)
 	stopDispatcher()
 	<-dispatcherDone

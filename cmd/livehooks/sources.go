@@ -23,10 +23,13 @@ import (
 // and the Source they share (close it after the HTTP server stops). single
 // reports whether one tenant holds every ingest secret (source.RecordDirs);
 // link makes the download links of files livehooks serves.
-func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, allow []netip.Prefix, single func() bool, logger *slog.Logger, link func(livehooks.StreamKey, string, time.Duration) string) (map[string]http.Handler, *source.Source, error) {
+func sources(o *serveOptions, machine source.Machine, callbacks source.CallbackMatcher, jobs livehooks.FileJobStore, node string,
+	allow []netip.Prefix, single func() bool, logger *slog.Logger, link func(livehooks.StreamKey, string, time.Duration) string) (map[string]http.Handler, *source.Source, error) {
 	src, err := source.New(source.Options{
-		Machine: machine, Callbacks: callbacks, Uploader: objstore.New(objstore.Options{AllowCIDRs: allow}),
+		Machine: machine, Callbacks: callbacks, Jobs: jobs, Node: node,
+		Uploader:   objstore.New(objstore.Options{AllowCIDRs: allow, StallTimeout: o.uploadStallTimeout}),
 		RecordDirs: o.recordDirs, SingleTenant: single, Logger: logger, HTTPClient: guardedClient(allow, o.connectTimeout), Link: link,
+		UploadAttempts: o.uploadAttempts, UploadBackoff: o.uploadBackoff, UploadTimeout: o.uploadTimeout,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--record-dir: %w", err)

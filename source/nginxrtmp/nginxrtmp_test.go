@@ -78,6 +78,7 @@ func TestNotifications(t *testing.T) {
 	// A player's done does not end the publish.
 	hk.want("", notification("done", "8", "name=cam1"), 200)
 	hk.want("", notification("record_done", "7", "recorder=", "name=cam1", "path="+url.QueryEscape(file)), 200)
+	rec.Drain(t) // the file's job reports it
 	// The end of the stream: done, publish_done and the last record_done in
 	// any order; a single unpublish.
 	hk.want("", notification("done", "7", "name=cam1"), 200)

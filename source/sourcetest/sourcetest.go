@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,16 +20,31 @@ import (
 	"github.com/livehooks/livehooks/source"
 )
 
-// Recorder is a source.Machine that records the signals it gets.
+// Recorder is a source.Machine that records the signals it gets, and a
+// livehooks.FileJobStore in memory: a FileQueued signal stores its job (and
+// is not recorded), the FileDone or Failure of a job finishes it.
 type Recorder struct {
 	mu      sync.Mutex
 	signals []recording.Signal
 	domains map[string]*livehooks.DomainSettings
+	jobs    []*memJob
+	lastJob int64
+	src     *source.Source // whose file jobs Drain works
 	// Err, when set, fails every Signal (a store outage).
 	Err error
 }
 
-var _ source.Machine = (*Recorder)(nil)
+type memJob struct {
+	j          livehooks.FileJob
+	owner      string
+	leaseUntil time.Time
+	kept       string // the event a finished job is kept for
+}
+
+var (
+	_ source.Machine         = (*Recorder)(nil)
+	_ livehooks.FileJobStore = (*Recorder)(nil)
+)
 
 // Signal records sig.
 func (r *Recorder) Signal(_ context.Context, sig recording.Signal) ([]*livehooks.Event, error) {
@@ -37,9 +53,95 @@ func (r *Recorder) Signal(_ context.Context, sig recording.Signal) ([]*livehooks
 	if r.Err != nil {
 		return nil, r.Err
 	}
+	switch {
+	case sig.Kind == recording.FileQueued:
+		r.lastJob++
+		j := *sig.Job
+		j.ID, j.StreamKey = r.lastJob, sig.Stream
+		r.jobs = append(r.jobs, &memJob{j: j})
+		return nil, nil
+	case sig.Job != nil:
+		r.jobs = slices.DeleteFunc(r.jobs, func(m *memJob) bool { return m.j.ID == sig.Job.ID })
+	}
 	r.signals = append(r.signals, sig)
 	return nil, nil
 }
+
+// PendingJobs returns the paths of the jobs not finished yet, in order.
+func (r *Recorder) PendingJobs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, m := range r.jobs {
+		out = append(out, m.j.Path)
+	}
+	return out
+}
+
+// ClaimFileJobs leases each stream's first job when it is due.
+func (r *Recorder) ClaimFileJobs(_ context.Context, node string, now time.Time, lease time.Duration, max int) ([]*livehooks.FileJob, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[livehooks.StreamKey]bool{}
+	var out []*livehooks.FileJob
+	for _, m := range r.jobs {
+		if seen[m.j.StreamKey] {
+			continue
+		}
+		seen[m.j.StreamKey] = true
+		if len(out) < max && !m.j.NextAttempt.After(now) && (m.owner == "" || m.owner == node || !m.leaseUntil.After(now)) {
+			m.owner, m.leaseUntil = node, now.Add(lease)
+			j := m.j
+			out = append(out, &j)
+		}
+	}
+	return out, nil
+}
+
+// RenewFileJobs extends node's leases.
+func (r *Recorder) RenewFileJobs(_ context.Context, node string, until time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.jobs {
+		if m.owner == node {
+			m.leaseUntil = until
+		}
+	}
+	return nil
+}
+
+// RetryFileJob puts a job back until next.
+func (r *Recorder) RetryFileJob(_ context.Context, node string, id int64, attempts int, next time.Time, lastError string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.jobs {
+		if m.j.ID == id && m.owner == node {
+			m.j.Attempts, m.j.NextAttempt, m.j.LastError, m.owner = attempts, next, lastError, ""
+			return nil
+		}
+	}
+	return livehooks.Errorf(livehooks.ENOTFOUND, "no file job %d", id)
+}
+
+// ReleaseFileJobs frees node's jobs.
+func (r *Recorder) ReleaseFileJobs(_ context.Context, node string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.jobs {
+		if m.owner == node {
+			m.owner = ""
+		}
+	}
+	return nil
+}
+
+// FinishedFileJobs returns nothing: the Recorder delivers no event.
+func (r *Recorder) FinishedFileJobs(context.Context, int) ([]*livehooks.FinishedFileJob, error) {
+	return nil, nil
+}
+
+// DeleteFileJob does nothing (see FinishedFileJobs).
+func (r *Recorder) DeleteFileJob(context.Context, int64) error { return nil }
 
 // Settings returns the settings PutDomain stored.
 func (r *Recorder) Settings(_ context.Context, project, domain string) (recording.Settings, *livehooks.DomainSettings) {
@@ -98,9 +200,30 @@ func (r *Recorder) Lines() []string {
 	return out
 }
 
-// Want fails the test unless the signals so far render as lines.
+// Drain works the Source's file jobs until none is left (retries
+// included, within 10 s): their reports follow the signals so far.
+func (r *Recorder) Drain(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := r.src.WorkFileJobs(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.PendingJobs()) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file jobs still pending: %q", r.PendingJobs())
+		}
+		time.Sleep(time.Millisecond) // a retry's backoff
+	}
+}
+
+// Want drains the file jobs, then fails the test unless the signals render
+// as lines.
 func (r *Recorder) Want(t testing.TB, lines ...string) {
 	t.Helper()
+	r.Drain(t)
 	if got, want := strings.Join(r.Lines(), "\n"), strings.Join(lines, "\n"); got != want {
 		t.Fatalf("signals:\n%s\n\nwant:\n%s", got, want)
 	}
@@ -149,12 +272,13 @@ func (u *Uploader) Upload(_ context.Context, s *livehooks.StorageSettings, objec
 }
 
 // New returns a Source over a Recorder with a fresh record directory (the
-// third result), for adapter tests.
+// third result), for adapter tests. Its file jobs are worked by
+// Recorder.Drain (Want drains), or by a RunFileJobs the test starts.
 func New(t testing.TB, mod ...func(*source.Options)) (*source.Source, *Recorder, string) {
 	t.Helper()
 	rec := &Recorder{}
 	dir := t.TempDir()
-	o := source.Options{Machine: rec, RecordDirs: []string{dir}, UploadBackoff: time.Millisecond}
+	o := source.Options{Machine: rec, Jobs: rec, RecordDirs: []string{dir}, UploadBackoff: time.Millisecond, JobPoll: 5 * time.Millisecond}
 	for _, m := range mod {
 		m(&o)
 	}
@@ -162,6 +286,7 @@ func New(t testing.TB, mod ...func(*source.Options)) (*source.Source, *Recorder,
 	if err != nil {
 		t.Fatal(err)
 	}
+	rec.src = s
 	t.Cleanup(s.Close)
 	return s, rec, dir
 }

@@ -75,11 +75,13 @@ func TestDefaultVhost(t *testing.T) {
 	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir}), 200)
 	// An absolute file, and one that escapes cwd.
 	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"file": filepath.Join(dir, "objs/nginx/html/live/livestream.1420254068776.flv")}), 200)
+	rec.Drain(t) // the files' jobs report them
 	hk.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir, "file": "../../../etc/passwd"}), 200)
 	// SRS 5 and 6 send tcUrl on every hook: a livehooks restarted in the
 	// middle of a publish (no memory of it) still knows the domain.
 	restarted := newHook(t, srs.New(src))
 	restarted.want("", sourcetest.JSONFixture(t, "on_dvr.json", map[string]any{"cwd": dir, "param": ""}), 200)
+	rec.Drain(t)
 	restarted.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": ""}), 200)
 	const s = "p/push.example.com/live/livestream"
 	rec.Want(t, "publish "+s, "unpublish "+s,
@@ -100,6 +102,7 @@ func TestSRS4RemembersThePublishDomain(t *testing.T) {
 	hk.want("", sourcetest.JSONFixture(t, "on_publish.json", nil), 200)
 	hk.want("", sourcetest.JSONFixture(t, "v4_on_unpublish.json", nil), 200)
 	hk.want("", sourcetest.JSONFixture(t, "v4_on_dvr.json", map[string]any{"cwd": dir}), 200)
+	rec.Drain(t)
 	hk.want("", sourcetest.JSONFixture(t, "v4_on_unpublish.json", map[string]any{"stream": "s2"}), 400) // never published
 	// After a restart livehooks cannot tell: ?domain= on the hook URL can.
 	restarted := newHook(t, srs.New(src))
@@ -116,8 +119,9 @@ func TestDomains(t *testing.T) {
 	src, rec, dir := sourcetest.New(t)
 	hk := newHook(t, srs.New(src))
 	dvrFile(t, dir, "video.mp4", "objs/nginx/html/live/livestream.1420254068776.mp4")
-	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                          // a named vhost
-	hk.want("", sourcetest.JSONFixture(t, "v3_on_dvr.json", map[string]any{"cwd": dir}), 200)          // SRS 3, numeric client_id
+	hk.want("", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200)                 // a named vhost
+	hk.want("", sourcetest.JSONFixture(t, "v3_on_dvr.json", map[string]any{"cwd": dir}), 200) // SRS 3, numeric client_id
+	rec.Drain(t)
 	hk.want("?domain=Other.Example.com", sourcetest.JSONFixture(t, "on_publish_vhost.json", nil), 200) // ?domain= wins
 	// The publisher's ?vhost= (or ?domain=) wins over tcUrl's host, as in SRS.
 	hk.want("", sourcetest.JSONFixture(t, "on_unpublish.json", map[string]any{"param": "?vhost=p.example.com&token=x"}), 200)
