@@ -168,6 +168,9 @@ func TestNotifyMediaMTXThroughServe(t *testing.T) {
 		t.Fatalf("create config: %d %s", status, body)
 	}
 	env, _ := notifySegment(t, base, recDir)
+	// The segment's job reports it; then a file outside the record
+	// directories is refused at once.
+	rcv.wait(t, 3, srv)
 	env["MTX_SEGMENT_PATH"] = "/etc/hostname"
 	if out, err := notify(env, "mediamtx", "segment-complete"); err != nil {
 		t.Fatalf("outside: %v %s", err, out)
