@@ -7,11 +7,11 @@ import (
 	"github.com/livehooks/livehooks"
 )
 
-// TestMigrateFileJobsFromVersion4 migrates a database of the schema before
-// the file jobs (version 4, holding v2Data) and checks that its streams keep
+// TestMigrateFileJobsFromVersion5 migrates a database of the schema before
+// the file jobs (version 5, holding v2Data) and checks that its streams keep
 // their state, with no pending file, and that file jobs are added, claimed
 // and finished with them.
-func TestMigrateFileJobsFromVersion4(t *testing.T) {
+func TestMigrateFileJobsFromVersion5(t *testing.T) {
 	t.Parallel()
 	url := testDatabase(t)
 	ms, err := migrations()
@@ -28,7 +28,7 @@ func TestMigrateFileJobsFromVersion4(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		if m.Version > 4 {
+		if m.Version > 5 {
 			break
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {

@@ -10,11 +10,11 @@ import (
 	"github.com/livehooks/livehooks"
 )
 
-// TestMigrateFileJobsFromVersion3 opens a database of the schema before the
-// file jobs (version 3) holding a stream's state, and checks that the stream
+// TestMigrateFileJobsFromVersion4 opens a database of the schema before the
+// file jobs (version 4) holding a stream's state, and checks that the stream
 // keeps it, with no pending file, and that file jobs are added, claimed and
 // finished with it.
-func TestMigrateFileJobsFromVersion3(t *testing.T) {
+func TestMigrateFileJobsFromVersion4(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "livehooks.db")
 	ms, err := migrations()
@@ -27,7 +27,7 @@ func TestMigrateFileJobsFromVersion3(t *testing.T) {
 	}
 	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`}
 	for _, m := range ms {
-		if m.Version <= 3 {
+		if m.Version <= 4 {
 			stmts = append(stmts, m.SQL, `INSERT INTO schema_migrations VALUES (`+itoa(m.Version)+`, '`+m.Name+`', 0)`)
 		}
 	}
