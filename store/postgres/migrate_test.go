@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/store/storerow"
 	"github.com/livehooks/livehooks/store/storetest"
@@ -55,18 +57,15 @@ INSERT INTO domains (project_id, publish_domain, settings, max_pause_ms, create_
 	('p1', 'd1.example.com', '{"publish_domain":"d1.example.com","record_format":"FLV"}', 30000, $1, $1);
 `
 
-// TestMigrateFromVersion2 migrates a database holding what the store of
-// schema version 2 wrote and checks that the store serves it: the delivery
-// log, the pending deliveries (in order, behind new ones), replay, the
-// recording state and retention.
-func TestMigrateFromVersion2(t *testing.T) {
-	t.Parallel()
-	url := testDatabase(t)
+// schemaAt makes the database at url as a binary of schema version upTo
+// left it, holding data (statements that take then as $1), and returns a
+// connection to it.
+func schemaAt(t *testing.T, url string, upTo int, data string, then time.Time) *pgx.Conn {
+	t.Helper()
 	ms, err := migrations()
 	if err != nil {
 		t.Fatal(err)
 	}
-	then := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	conn := rawConn(t, url)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -75,7 +74,10 @@ func TestMigrateFromVersion2(t *testing.T) {
 	if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range ms[:2] {
+	for _, m := range ms {
+		if m.Version > upTo {
+			break
+		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			t.Fatalf("%s: %v", m.Name, err)
 		}
@@ -84,7 +86,7 @@ func TestMigrateFromVersion2(t *testing.T) {
 		}
 	}
 	// The data, one statement at a time (with an argument, pgx sends one).
-	for _, stmt := range splitStatements(v2Data) {
+	for _, stmt := range splitStatements(data) {
 		if _, err := tx.Exec(ctx, stmt, then); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
@@ -92,6 +94,18 @@ func TestMigrateFromVersion2(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return conn
+}
+
+// TestMigrateFromVersion2 migrates a database holding what the store of
+// schema version 2 wrote and checks that the store serves it: the delivery
+// log, the pending deliveries (in order, behind new ones), replay, the
+// recording state and retention.
+func TestMigrateFromVersion2(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	then := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	conn := schemaAt(t, url, 2, v2Data, then)
 
 	db := openTest(t, url, Options{})
 	var version int

@@ -13,6 +13,35 @@ import (
 	"github.com/livehooks/livehooks/store/storetest"
 )
 
+// schemaAt makes the database at path as a binary of schema version upTo
+// left it, empty, and returns a connection to it for the test's rows.
+func schemaAt(t *testing.T, path string, upTo int) *sql.DB {
+	t.Helper()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Version > upTo {
+			break
+		}
+		if _, err := raw.Exec(m.SQL); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if _, err := raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?, 0)`, m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return raw
+}
+
 // TestMigrateWritePathFromVersion2 opens a database written by the previous
 // schema (migrations 0001 and 0002, rows as that version wrote them: a pending
 // delivery in a lane, a final one with its attempt, purged ids behind it) and
@@ -22,25 +51,9 @@ import (
 func TestMigrateWritePathFromVersion2(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "livehooks.db")
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := schemaAt(t, path, 2)
 	old := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	c := testConfig("p1", "live")
-	stmts := []string{ms[0].SQL, ms[1].SQL,
-		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
-		`INSERT INTO schema_migrations VALUES (1, '0001_init', 0), (2, '0002_recording', 0)`,
-	}
-	for _, q := range stmts {
-		if _, err := raw.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
 	us := func(t time.Time) int64 { return t.UnixMicro() }
 	lane := livehooks.LaneKey(c.ID, "s1")
 	rows := []struct {
