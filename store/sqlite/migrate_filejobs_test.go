@@ -9,14 +9,14 @@ import (
 	"github.com/livehooks/livehooks/store/storetest"
 )
 
-// TestMigrateFileJobsFromVersion4 opens a database of the schema before the
-// file jobs (version 4) holding a paused stream, and checks that the stream
+// TestMigrateFileJobsFromVersion5 opens a database of the schema before the
+// file jobs (version 5) holding a paused stream, and checks that the stream
 // keeps its state and timer, with no pending file, and that file jobs work
 // with it.
-func TestMigrateFileJobsFromVersion4(t *testing.T) {
+func TestMigrateFileJobsFromVersion5(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "livehooks.db")
-	raw := schemaAt(t, path, 4)
+	raw := schemaAt(t, path, 5)
 	old := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 	if _, err := raw.Exec(`INSERT INTO streams (project_id, publish_domain, app, stream, state, task_id, job_id, file_seq, over_at, next_timer, updated_at)
 		VALUES ('p1', 'd1.example.com', 'live', 's1', 'paused', 't1', 'j4', 4, ?1, ?1, ?1)`, old); err != nil {
