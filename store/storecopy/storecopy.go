@@ -44,6 +44,9 @@ var Tables = []Table{
 	{Name: "streams", OneSided: map[string]string{
 		"version": "PostgreSQL counts the writes of a stream's row to detect other nodes' writes; a copy starts the count afresh",
 	}},
+	// Finished recording files on their way to their callbacks; as with
+	// lanes, the target's nodes take them at once.
+	{Name: "file_jobs", Identity: "id", Reset: []string{"owner", "lease_until"}},
 }
 
 // Skipped are the tables of either schema that are not copied, and why.
