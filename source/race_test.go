@@ -87,7 +87,14 @@ func newRig(t *testing.T, probeDelay time.Duration) *rig {
 	go func() { gc.Run(runCtx); close(gcDone) }()
 	go m.Run(runCtx)
 	go func() { src.RunFileJobs(runCtx); close(jobsDone) }()
-	t.Cleanup(func() { srv.Close(); stop(); <-jobsDone; <-gcDone; src.Close(); db.Close() })
+	t.Cleanup(func() {
+		srv.Close()
+		stop()
+		<-jobsDone
+		<-gcDone
+		src.Close()
+		db.Close()
+	})
 	return &rig{t: t, db: db, cfg: cfg, dir: dir, srv: srv}
 }
 
