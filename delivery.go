@@ -208,6 +208,7 @@ type Store interface {
 	Outbox
 	DomainStore
 	FileJobStore
+	RecordingLog
 	// Ping checks that the store can be reached (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -23,6 +23,8 @@ type attemptResponse struct {
 	LatencyMS  float64 `json:"latency_ms"`
 	Response   string  `json:"response_body,omitempty"`
 	Error      string  `json:"error,omitempty"`
+	// Request is what the attempt sent (livehooks extension).
+	Request *sentRequest `json:"request,omitempty"`
 }
 
 type deliveryResponse struct {
@@ -140,7 +142,9 @@ func (s *Server) handleShowDelivery() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, newDeliveryResponse(d, true))
+		resp := newDeliveryResponse(d, true)
+		s.addRequests(r, d, resp.AttemptList)
+		writeJSON(w, http.StatusOK, resp)
 	})
 }
 

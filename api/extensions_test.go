@@ -19,6 +19,7 @@ import (
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/delivery"
 	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/livefeed"
 	"github.com/livehooks/livehooks/recording"
 )
 
@@ -41,6 +42,7 @@ func newFullServer(t *testing.T) *fullServer {
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
 		m["_webhook_id"] = r.Header.Get("webhook-id")
+		m["_webhook_signature"], m["_raw"] = r.Header.Get("webhook-signature"), string(b)
 		fs.mu.Lock()
 		fs.got = append(fs.got, m)
 		status := fs.status
@@ -51,7 +53,8 @@ func newFullServer(t *testing.T) *fullServer {
 	t.Cleanup(fs.receiver.Close)
 	sender := delivery.NewSender(delivery.SenderOptions{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	var d *delivery.Dispatcher
-	gc := groupcommit.New(db, groupcommit.Options{Node: "n1", OnCommit: func(e []groupcommit.Effect) { d.OnCommit(e) }})
+	feed := livefeed.New(livefeed.Options{Configs: db})
+	gc := groupcommit.New(db, groupcommit.Options{Node: "n1", Observe: true, OnCommit: func(e []groupcommit.Effect) { feed.OnCommit(e); d.OnCommit(e) }})
 	d = delivery.New(delivery.Options{Outbox: db, Writer: gc, Configs: db, Sender: sender, Node: "n1", PollInterval: 20 * time.Millisecond,
 		Policy: delivery.Policy{Base: time.Hour, Cap: time.Hour, Window: 48 * time.Hour, MaxRetryAfter: time.Hour}})
 	machine := recording.New(recording.Options{Committer: gc, Domains: db})
@@ -60,12 +63,13 @@ func newFullServer(t *testing.T) *fullServer {
 	ddone, cdone := make(chan struct{}), make(chan struct{})
 	go func() { gc.Run(cctx); close(cdone) }()
 	go func() { _ = d.Run(ctx, time.Second); close(ddone) }()
+	go feed.Run(ctx)
 	t.Cleanup(func() { cancel(); <-ddone; ccancel(); <-cdone })
 	logs := &syncBuffer{}
 	srv, err := api.NewServer(api.Config{
 		Callbacks: db, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Hostname: "testhost", Ready: db.Ping,
 		Auth:     auth.NewVerifier(nil, []auth.Token{{Token: tokenA, Projects: []string{"proja"}}}, nil),
-		Ingester: machine, Outbox: db, Requeuer: gc, Sender: sender,
+		Ingester: machine, Outbox: db, Requeuer: gc, Sender: sender, Feed: feed, RecordingLog: db,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -40,11 +40,20 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/{project_id}/record/deliveries/{delivery_id}", true, s.handleShowDelivery(), true},
 		{"POST", "/v1/{project_id}/record/deliveries/{delivery_id}/retry", true, s.handleRetryDelivery(), true},
 
+		// What happens, live: the console's feed and destination charts
+		// (livehooks extension; needs Config.Feed).
+		{"GET", "/v1/{project_id}/record/feed", true, s.handleFeed(), false},
+		{"GET", "/v1/{project_id}/record/destinations", true, s.handleDestinations(), false},
+
 		// Per-domain recording settings (livehooks extension; needs Config.Domains).
 		{"GET", "/v1/{project_id}/record/domains", true, s.ifDomains(s.handleListDomains()), false},
 		{"GET", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handleShowDomain()), false},
 		{"PUT", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handlePutDomain()), false},
 		{"DELETE", "/v1/{project_id}/record/domains/{publish_domain}", true, s.ifDomains(s.handleDeleteDomain()), false},
+		// What is being recorded and was recorded (livehooks extension; needs
+		// Config.RecordingLog).
+		{"GET", "/v1/{project_id}/record/domains/{publish_domain}/streams", true, s.handleListStreams(), false},
+		{"GET", "/v1/{project_id}/record/domains/{publish_domain}/tasks", true, s.handleListTasks(), false},
 
 		// Recordings livehooks serves itself, authorized by the link's signature
 		// (needs Config.Recordings).

@@ -59,6 +59,13 @@ type Config struct {
 	// /v1/{project_id}/record/domains; nil leaves those routes out.
 	Domains livehooks.DomainStore
 
+	// Feed serves /v1/{project_id}/record/feed and …/destinations (what
+	// happens, live); nil leaves those routes out.
+	Feed LiveFeed
+	// RecordingLog serves the streams and tasks of a domain; nil leaves
+	// those routes out.
+	RecordingLog livehooks.RecordingLog
+
 	// Recordings answers the signed download links of the files livehooks
 	// serves itself, at /recordings/{project_id}/{path}; nil: 404.
 	Recordings Recordings
@@ -88,6 +95,8 @@ type Server struct {
 	hooks         map[string]http.Handler
 	ingestSecrets IngestSecrets
 	domains       livehooks.DomainStore
+	feed          LiveFeed
+	recordingLog  livehooks.RecordingLog
 	testSends     inFlight
 	recordings    Recordings
 	handler       http.Handler
@@ -117,6 +126,8 @@ func NewServer(cfg Config) (*Server, error) {
 		hooks:         cfg.Hooks,
 		ingestSecrets: cfg.IngestSecrets,
 		domains:       cfg.Domains,
+		feed:          cfg.Feed,
+		recordingLog:  cfg.RecordingLog,
 		recordings:    cfg.Recordings,
 	}
 	if s.logger == nil {

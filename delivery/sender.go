@@ -104,19 +104,7 @@ func (s *Sender) Close() { s.client.CloseIdleConnections() }
 // in the Attempt (status 0 and Error for no HTTP answer).
 func (s *Sender) Send(ctx context.Context, r livehooks.SendRequest) livehooks.SendResult {
 	now := s.clock.Now()
-	var sig *livehooks.Signature
-	if r.Key != "" {
-		expires := now.Add(s.validity).Unix()
-		e := r.Event
-		sig = &livehooks.Signature{
-			AuthTimestamp: expires,
-			AuthSign: signature.Sign(r.SignType, r.Key, expires, signature.Fields{
-				EventType: string(e.Type), PublishDomain: e.PublishDomain, App: e.App, Stream: e.Stream,
-				DownloadURL: e.DownloadURL, PlayURL: e.PlayURL,
-			}),
-		}
-	}
-	body := r.Event.Message(sig)
+	header, body := s.Request(r, now)
 	ans := livehooks.SendResult{Body: body, Attempt: livehooks.Attempt{N: r.N, At: now}}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(body))
@@ -124,15 +112,7 @@ func (s *Sender) Send(ctx context.Context, r livehooks.SendRequest) livehooks.Se
 		ans.Attempt.Error = "invalid callback URL"
 		return ans
 	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", s.ua)
-	h.Set("webhook-id", r.WebhookID)
-	ts := strconv.FormatInt(now.Unix(), 10)
-	h.Set("webhook-timestamp", ts)
-	if r.Key != "" {
-		h.Set("webhook-signature", signature.WebhookSignature(r.Key, r.WebhookID, now.Unix(), body))
-	}
+	req.Header = header
 
 	start := time.Now()
 	resp, err := s.client.Do(req)
@@ -152,6 +132,35 @@ func (s *Sender) Send(ctx context.Context, r livehooks.SendRequest) livehooks.Se
 	ans.Attempt.Response = validUTF8(head[:n])
 	ans.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 	return ans
+}
+
+// Request returns the headers and body of an attempt made at now: the
+// signatures depend only on the event, the key and the second of now, so
+// the delivery log can show exactly what an attempt sent from its stored
+// time (with the config's key of today).
+func (s *Sender) Request(r livehooks.SendRequest, now time.Time) (http.Header, []byte) {
+	var sig *livehooks.Signature
+	if r.Key != "" {
+		expires := now.Add(s.validity).Unix()
+		e := r.Event
+		sig = &livehooks.Signature{
+			AuthTimestamp: expires,
+			AuthSign: signature.Sign(r.SignType, r.Key, expires, signature.Fields{
+				EventType: string(e.Type), PublishDomain: e.PublishDomain, App: e.App, Stream: e.Stream,
+				DownloadURL: e.DownloadURL, PlayURL: e.PlayURL,
+			}),
+		}
+	}
+	body := r.Event.Message(sig)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", s.ua)
+	h.Set("webhook-id", r.WebhookID)
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	if r.Key != "" {
+		h.Set("webhook-signature", signature.WebhookSignature(r.Key, r.WebhookID, now.Unix(), body))
+	}
+	return h, body
 }
 
 // describe turns a client error into a log line without the URL (which the

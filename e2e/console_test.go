@@ -322,11 +322,26 @@ func TestConsole(t *testing.T) {
 		b.check("config-detail")
 	})
 
+	t.Run("live", func(t *testing.T) {
+		b.t = t
+		b.run("live page",
+			click(`a[href="#/live"]`),
+			waitText("#feed-state", "Connected"))
+		post("cam1", "RECORD_FILE_COMPLETE")
+		post("bad-cam", "RECORD_FILE_COMPLETE")
+		b.run("events arrive",
+			waitText("#feed", "RECORD_FILE_COMPLETE"),
+			waitText("#feed", "push.example.com/live/cam1"),
+			waitText("#feed", "HTTP 200"),
+			waitText("#feed", "HTTP 400"),
+			waitText("#destinations", "Breaker"),
+			waitText("#destinations", "1 failed"))
+		b.check("live")
+	})
+
 	var failedID string
 	t.Run("attempts and retry", func(t *testing.T) {
 		b.t = t
-		post("cam1", "RECORD_FILE_COMPLETE")
-		post("bad-cam", "RECORD_FILE_COMPLETE")
 		waitDelivery(t, lh, "?status=failed&stream=bad-cam")
 		b.run("deliveries",
 			chromedp.Navigate(lh.base+"/console/#/deliveries?callback_id="+configID+"&status=failed"),
@@ -336,7 +351,10 @@ func TestConsole(t *testing.T) {
 			click("#deliveries tbody a"),
 			waitText("#attempts", "400"),
 			waitText("#attempts", "stream refused by the receiver"),
-			waitText("#why", "Failed for good"))
+			waitText("#why", "Failed for good"),
+			click("details.request summary"),
+			waitText("details.request", "Webhook-Signature: v1,"),
+			waitText("details.request", `"auth_sign"`))
 		failedID = eval[string](b, "delivery id", `location.hash.split("/").pop()`)
 		b.check("delivery-attempts")
 		recv.failing.Store(false)
@@ -378,6 +396,54 @@ func TestConsole(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	})
+
+	t.Run("recordings", func(t *testing.T) {
+		b.t = t
+		post("rec1", "RECORD_START")
+		post("rec1", "RECORD_NEW_FILE_START")
+		post("rec1", "RECORD_FILE_COMPLETE")
+		b.run("recordings page",
+			chromedp.Navigate(lh.base+"/console/#/recordings?domain=push.example.com"),
+			waitText("#streams", "rec1"),
+			waitText("main", "1.0 MiB"),
+			waitText("main", "1280×720"),
+			waitText("main", "1 min 1 s"))
+		b.run("settings validation",
+			setValue("#download_url_template", "ftp://cdn.example.com/{file}"),
+			click("#domain-save"),
+			waitText(`[data-field="download_url_template"] .error`, "download_url_template"))
+		b.check("recordings-validation")
+		b.run("settings saved",
+			setValue("#download_url_template", "https://cdn.example.com/{app}/{stream}/{file}"),
+			setValue("#max_pause_seconds", "60"),
+			click("#domain-save"),
+			waitText("#domain-settings", "Saved"))
+		b.check("recordings")
+		if got := string(lh.api(t, "GET", "/v1/p1/record/domains/push.example.com", consoleToken, nil, http.StatusOK)); !strings.Contains(got, `"max_pause_seconds":60`) {
+			t.Errorf("settings not saved: %s", got)
+		}
+	})
+
+	t.Run("keyboard", func(t *testing.T) {
+		b.t = t
+		// The filter form submits with Enter; the confirmation dialog
+		// closes with Escape and gives the focus back.
+		b.run("filter by keyboard",
+			chromedp.Navigate(lh.base+"/console/#/configs"),
+			visible("#f-domain"),
+			chromedp.Focus(chromedp.CSS("#f-domain")),
+			chromedp.KeyEvent("push.example.com\r"),
+			chromedp.Poll[chromedp.Void](`location.hash.includes("publish_domain=push.example.com")`),
+			waitText("main table", "1 config"),
+			click("main table a"),
+			visible("#delete-config"),
+			chromedp.Focus(chromedp.CSS("#delete-config")),
+			chromedp.KeyEvent("\r"),
+			visible("#confirm-ok"),
+			chromedp.KeyEvent("\u001b"),
+			chromedp.Poll[chromedp.Void](`!document.getElementById("confirm").open && document.activeElement.id === "delete-config"`))
+		lh.api(t, "GET", "/v1/p1/record/callbacks/"+configID, consoleToken, nil, http.StatusOK)
 	})
 
 	t.Run("forged requests are refused", func(t *testing.T) {

@@ -21,6 +21,10 @@ type Effect struct {
 	Enqueued []*livehooks.Delivery // owned, due deliveries (Enqueue, Requeue)
 	Results  []livehooks.Result    // recorded attempts (Record)
 	Lanes    []livehooks.LaneState // lane states after Record or Defer
+	// With Options.Observe: the events the operation stored and every
+	// delivery it created, due or not (the live feed shows them).
+	Events  []*livehooks.Event
+	Created []*livehooks.Delivery
 }
 
 // Options tune a Committer.
@@ -34,8 +38,10 @@ type Options struct {
 	// a DeferredSyncer store), once the transaction is durable. It must not
 	// block for long.
 	OnCommit func([]Effect)
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
+	// Observe fills Effect.Events and Effect.Created.
+	Observe bool
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 }
 
 type opKind int
@@ -276,6 +282,12 @@ func (c *Committer) commit(batch []*op) {
 		clear(effects)
 		for i, o := range batch {
 			var err error
+			tx := tx
+			var seen *observedTx
+			if c.opts.Observe {
+				seen = &observedTx{OutboxTx: tx}
+				tx = seen
+			}
 			switch o.kind {
 			case opEnqueue:
 				effects[i].Enqueued, err = tx.Enqueue(ctx, c.opts.Node, now, o.events)
@@ -290,6 +302,9 @@ func (c *Committer) commit(batch []*op) {
 				var st livehooks.LaneState
 				st, err = tx.Defer(ctx, c.opts.Node, o.lane, o.until)
 				effects[i].Lanes = []livehooks.LaneState{st}
+			}
+			if seen != nil {
+				effects[i].Events, effects[i].Created = seen.events, seen.created
 			}
 			if err != nil {
 				// A store method that fails with a domain error wrote
@@ -391,4 +406,29 @@ func (c *Committer) syncLoop(store DeferredSyncer, done chan<- struct{}) {
 			<-c.unsynced
 		}
 	}
+}
+
+// observedTx notes what an operation stored, for Effect.Events and
+// Effect.Created.
+type observedTx struct {
+	livehooks.OutboxTx
+	events  []*livehooks.Event
+	created []*livehooks.Delivery
+}
+
+func (t *observedTx) Enqueue(ctx context.Context, node string, now time.Time, events []*livehooks.Event) ([]*livehooks.Delivery, error) {
+	ds, err := t.OutboxTx.Enqueue(ctx, node, now, events)
+	if err == nil {
+		t.events = append(t.events, events...)
+		t.created = append(t.created, ds...)
+	}
+	return ds, err
+}
+
+func (t *observedTx) Requeue(ctx context.Context, node string, now time.Time, ds []*livehooks.Delivery) ([]*livehooks.Delivery, error) {
+	out, err := t.OutboxTx.Requeue(ctx, node, now, ds)
+	if err == nil {
+		t.created = append(t.created, out...)
+	}
+	return out, err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/livehooks/livehooks/delivery"
 	"github.com/livehooks/livehooks/fileserve"
 	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/livefeed"
 	"github.com/livehooks/livehooks/metrics"
 	"github.com/livehooks/livehooks/recording"
 	"github.com/livehooks/livehooks/store/postgres"
@@ -269,9 +270,10 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	policy := delivery.DefaultPolicy()
 	policy.Window = o.retryWindow
 	var dispatcher *delivery.Dispatcher
+	feed := livefeed.New(livefeed.Options{Configs: store, Breakers: breakerStates(m)})
 	committer := groupcommit.New(store, groupcommit.Options{
-		Node: node, Logger: logger, Metrics: m,
-		OnCommit: func(effects []groupcommit.Effect) { dispatcher.OnCommit(effects) },
+		Node: node, Logger: logger, Metrics: m, Observe: true,
+		OnCommit: func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
 	})
 	dispatcher = delivery.New(delivery.Options{
 		Outbox: store, Writer: committer, Configs: store, Sender: sender, Policy: policy, Node: node,
@@ -316,6 +318,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Requeuer:  committer,
 		Sender:    sender,
 		Domains:   store,
+		// The console's live feed and recordings pages.
+		Feed:         feed,
+		RecordingLog: store,
 
 		Hooks:         hooks,
 		IngestSecrets: hookSecrets,
@@ -342,6 +347,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(feed.Close) // live feeds must not hold the shutdown up
 	scheme := "http"
 	if certs != nil {
 		srv.TLSConfig, scheme = certs.tlsConfig(), "https"
@@ -377,6 +383,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	jobsCtx, stopJobs := context.WithCancel(commitCtx)
 	jobsDone := make(chan struct{})
 	go func() { src.RunFileJobs(jobsCtx); close(jobsDone) }()
+	go feed.Run(commitCtx)
 	if file, ok := verifier.(*reloadingVerifier); ok {
 		go file.watch(ctx, logger)
 	}

@@ -554,7 +554,7 @@ async function deliveryDetail(id) {
   const requests = (d.attempt_list || []).filter((a) => a.request).map((a) => h("details", { class: "request" },
     h("summary", {}, "Request of attempt " + a.attempt + " (" + a.time + ")"),
     h("pre", { "aria-label": "Headers of attempt " + a.attempt }, "POST " + a.request.url + "\n" + Object.entries(a.request.headers).map(([k, v]) => k + ": " + v).join("\n")),
-    h("pre", { "aria-label": "Body of attempt " + a.attempt }, prettyJSON(a.request.body))));
+    h("pre", { "aria-label": "Body of attempt " + a.attempt }, a.request.body)));
   page("Delivery " + d.delivery_id,
     why ? h("div", { class: "notice " + (d.status === "succeeded" ? "ok" : d.status === "pending" ? "" : "bad"), id: "why" }, why) : null,
     h("div", { class: "actions" },
@@ -566,7 +566,7 @@ async function deliveryDetail(id) {
       h("thead", {}, h("tr", {}, ["#", "Time", "HTTP status", "Latency", "Answer (first 200 characters)", "Error"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, attempts.length ? attempts : h("tr", {}, h("td", { colspan: 6 }, "No attempt yet.")))),
     h("h2", {}, "What was sent"),
-    requests.length ? h("p", { class: "muted" }, "Each attempt is signed afresh: the exact headers and body of every attempt, rebuilt from the stored event, the attempt's time and the config's key.") : null,
+    requests.length ? h("p", { class: "muted" }, "Each attempt is signed afresh. Below, the exact headers and body of each attempt, rebuilt from the stored event, the attempt's time and the config's key and URL of now (after a key change the signatures shown are the new key's).") : null,
     requests.length ? requests : [h("p", { class: "muted" }, "The stored event (each attempt adds its own auth_sign and auth_timestamp):"), h("pre", {}, prettyJSON(d.event))]);
 }
 
@@ -611,6 +611,14 @@ async function livePage() {
   page("Live", h("div", { class: "two" },
     h("section", { "aria-labelledby": "feed-h" }, h("h2", { id: "feed-h" }, "Events and deliveries as they happen"), stateEl, list),
     h("section", { "aria-labelledby": "dest-h" }, h("h2", { id: "dest-h" }, "Destinations, last hour"), cards)));
+  const refresh = async () => {
+    try {
+      const r = await api("GET", base() + "/destinations");
+      cards.replaceChildren(...(r.destinations.length ? r.destinations.map(destinationCard) : [h("p", {}, "No delivery attempt in the last hour.")]));
+    } catch (err) {
+      if (err.status !== 401) cards.replaceChildren(errorNotice(err));
+    }
+  };
   const es = new EventSource(base() + "/feed");
   state.feed = es;
   es.onopen = () => { stateEl.textContent = "Connected: new items appear at the top."; };
@@ -622,24 +630,22 @@ async function livePage() {
   es.addEventListener("event", (m) => {
     const e = JSON.parse(m.data);
     add(h("li", { class: "item-event" }, h("time", {}, e.time), h("strong", {}, e.event_type),
-      e.publish_domain + "/" + e.app + "/" + e.stream,
+      h("span", {}, e.publish_domain + "/" + e.app + "/" + e.stream),
       e.deliveries ? h("span", {}, e.deliveries + (e.deliveries === 1 ? " delivery" : " deliveries")) : h("span", { class: "badge warn" }, "no config matched")));
+  });
+  let pending = null;
+  const refreshSoon = () => { if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 1500); };
+  es.addEventListener("lost", () => {
+    add(h("li", { class: "item-lost" }, h("span", { class: "badge warn" }, "items missed"), "This page fell behind; the delivery log has everything."));
   });
   es.addEventListener("delivery", (m) => {
     const d = JSON.parse(m.data);
+    if (d.kind === "attempt") refreshSoon();
     const what = d.kind === "queued" ? "queued" : (d.status_code ? "HTTP " + d.status_code : d.error || "no answer") + " in " + d.latency_ms + " ms";
     add(h("li", { class: "item-delivery" }, h("time", {}, d.time),
       h("a", { href: "#/deliveries/" + d.delivery_id }, "delivery " + d.delivery_id),
-      d.event_type, d.stream, badge(d.status), h("span", {}, what)));
+      h("span", {}, d.event_type), h("span", {}, d.stream), badge(d.status), h("span", {}, what)));
   });
-  const refresh = async () => {
-    try {
-      const r = await api("GET", base() + "/destinations");
-      cards.replaceChildren(...(r.destinations.length ? r.destinations.map(destinationCard) : [h("p", {}, "No delivery attempt in the last hour.")]));
-    } catch (err) {
-      if (err.status !== 401) cards.replaceChildren(errorNotice(err));
-    }
-  };
   await refresh();
   state.timers.push(setInterval(refresh, 10000));
 }
@@ -651,7 +657,6 @@ function destinationCard(dst) {
   const maxCount = Math.max(1, ...minutes.map((m) => m.succeeded + m.failed));
   const maxLat = Math.max(1, ...minutes.map((m) => m.latency_ms_avg || 0));
   const bw = (W - PAD) / minutes.length;
-  const y = (n) => (H - PAD) * (1 - n / maxCount);
   const bars = [];
   const points = [];
   minutes.forEach((m, i) => {
@@ -672,15 +677,14 @@ function destinationCard(dst) {
     svg("text", { x: W - 24, y: H - 6, "font-size": 10, fill: "#4a4a55" }, "now"),
     bars,
     points.length > 1 ? svg("polyline", { points: points.join(" "), fill: "none", stroke: "#0b57d0", "stroke-width": 1.5 }) : null);
-  void y;
   return h("div", { class: "card" },
     h("h3", {}, dst.destination),
     h("p", {}, "Breaker ", badge(dst.breaker), " · ", total.ok + " ok, " + total.bad + " failed"),
     chart,
     h("div", { class: "legend" },
-      h("span", {}, h("span", { class: "swatch", style: "background:#1e7b34" }), "succeeded"),
-      h("span", {}, h("span", { class: "swatch", style: "background:#c5221f" }), "failed"),
-      h("span", {}, h("span", { class: "swatch", style: "background:#0b57d0" }), "mean latency (max " + maxLat.toFixed(1) + " ms)")));
+      h("span", {}, h("span", { class: "swatch ok" }), "succeeded"),
+      h("span", {}, h("span", { class: "swatch bad" }), "failed"),
+      h("span", {}, h("span", { class: "swatch latency" }), "mean latency (max " + maxLat.toFixed(1) + " ms)")));
 }
 
 // ---------- recordings ----------
@@ -709,24 +713,24 @@ async function recordingsPage() {
     api("GET", base() + "/domains/" + d + "/tasks?limit=20"),
     api("GET", base() + "/domains/" + d).catch((e) => { if (e.status === 404) return null; throw e; }),
   ]);
-  main().append(
+  main().append(...[
     h("h2", {}, "Streams being recorded now"),
     h("table", { id: "streams" },
       h("thead", {}, h("tr", {}, ["App", "Stream", "State", "Task", "File", "Published", "Ends at (if paused)"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, streams.streams.length ? streams.streams.map((s) => h("tr", {},
-        h("td", {}, s.app), h("td", {}, s.stream), h("td", {}, badge(s.state === "live" ? "ok" : "warn"), " ", s.state),
+        h("td", {}, s.app), h("td", {}, s.stream), h("td", {}, h("span", { class: "badge " + (s.state === "live" ? "ok" : "warn") }, s.state)),
         h("td", {}, h("code", {}, s.task_id)), h("td", {}, s.job_id ? "#" + s.file_seq + " since " + s.file_started_at : ""),
         h("td", {}, s.published_at || ""), h("td", {}, s.over_at || "")))
         : h("tr", {}, h("td", { colspan: 7 }, "No stream is being recorded.")))),
     h("h2", {}, "Recent tasks"),
     tasks.tasks.length ? tasks.tasks.map(taskSection) : h("p", {}, "No recording event stored for this domain."),
-    domainSettingsForm(domain, settings));
+    domainSettingsForm(domain, settings)].flat());
 }
 
 function taskSection(t) {
   const callbacks = "#/deliveries" + query({ stream: t.stream, since: t.start_time });
   return h("section", { class: "card task", "aria-label": "Task " + t.task_id },
-    h("h3", {}, t.app + "/" + t.stream, " ", badge(t.state === "failed" ? "failed" : t.state === "over" ? "ok" : "warn"), " ", t.state),
+    h("h3", {}, t.app + "/" + t.stream, " ", h("span", { class: "badge " + (t.state === "failed" ? "failed" : t.state === "over" ? "ok" : "warn") }, t.state)),
     h("p", { class: "muted" }, "Task ", h("code", {}, t.task_id), " · from " + t.start_time + (t.end_time ? " to " + t.end_time : ""),
       " · ", h("a", { href: callbacks }, "its callbacks")),
     t.error_message ? h("p", { class: "notice bad" }, t.error_message) : null,

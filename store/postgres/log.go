@@ -212,18 +212,24 @@ func (db *DB) FindEvents(ctx context.Context, c *livehooks.CallbackConfig, since
 	if err != nil {
 		return nil, fmt.Errorf("postgres: find events: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		_, e, err := scanEvent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: find events: %w", err)
-		}
-		es = append(es, e)
-	}
-	if err := rows.Err(); err != nil {
+	if es, err = scanEvents(rows); err != nil {
 		return nil, fmt.Errorf("postgres: find events: %w", err)
 	}
 	return es, nil
+}
+
+// scanEvents reads rows of eventColumns and closes rows.
+func scanEvents(rows pgx.Rows) ([]*livehooks.Event, error) {
+	defer rows.Close()
+	es := []*livehooks.Event{}
+	for rows.Next() {
+		_, e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, e)
+	}
+	return es, rows.Err()
 }
 
 // PendingCount returns the number of pending deliveries, summed over the

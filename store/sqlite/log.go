@@ -182,19 +182,25 @@ func (db *DB) FindEvents(ctx context.Context, c *livehooks.CallbackConfig, since
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: find events: %w", err)
 	}
+	es, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: find events: %w", err)
+	}
+	return es, nil
+}
+
+// scanEvents reads rows of eventColumns and closes rows.
+func scanEvents(rows *sql.Rows) ([]*livehooks.Event, error) {
 	defer rows.Close()
 	es := []*livehooks.Event{}
 	for rows.Next() {
 		_, e, err := scanEvent(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: find events: %w", err)
+			return nil, err
 		}
 		es = append(es, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: find events: %w", err)
-	}
-	return es, nil
+	return es, rows.Err()
 }
 
 func findEventsSQL(c *livehooks.CallbackConfig, since, until time.Time, limit int) (string, []any) {

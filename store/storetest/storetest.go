@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) livehooks.Store) {
 		{"Log", logTests},
 		{"Recording", recordingTests},
 		{"FileJobs", fileJobTests},
+		{"RecordingLog", recordingLogTests},
 		{"Batch", batchTests},
 	}
 	for _, suite := range suites {
