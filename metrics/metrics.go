@@ -166,6 +166,22 @@ func (m *Metrics) ForgetDestination(destination string) {
 	}
 }
 
+// BreakerStates returns the breaker state of each destination the
+// dispatcher tracks (0 closed, 1 half-open, 2 open), for the console's
+// destination view (authenticated, per project), never for /metrics.
+func (m *Metrics) BreakerStates() map[string]int {
+	out := map[string]int{}
+	if m == nil {
+		return out
+	}
+	m.breakerMu.Lock()
+	defer m.breakerMu.Unlock()
+	for d, st := range m.breakers {
+		out[d] = st
+	}
+	return out
+}
+
 // Commit records the size of one group commit and the database round trips
 // it took.
 func (m *Metrics) Commit(ops, roundTrips int) {

@@ -38,26 +38,34 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 		return &cp, nil
 	}
 	row := t.stmt(stmtStream).QueryRowContext(ctx, key.ProjectID, key.PublishDomain, key.App, key.Stream)
-	var (
-		s                                  livehooks.StreamState
-		started, published, over, nextFile sql.NullInt64
-		updated                            int64
-	)
-	err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
-		&started, &published, &over, &nextFile, &updated, &s.RecordFormat, &s.PendingFiles)
+	var s livehooks.StreamState
+	err := scanStream(row, &s)
 	if errors.Is(err, sql.ErrNoRows) {
 		t.db.cache.streams.Put(key, nil, gen)
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("sqlite: load stream: %w", err)
 	}
-	s.FileStartedAt, s.PublishedAt = fromOptMicros(started), fromOptMicros(published)
-	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOptMicros(over), fromOptMicros(nextFile), fromMicros(updated)
 	// Nothing of this transaction is in the row (its puts are in
 	// t.streams): it is the committed state.
 	t.db.cache.putStream(key, &s, gen)
 	cp := s
 	return &cp, nil
+}
+
+// scanStream reads a row of streamColumns into s.
+func scanStream(row scanner, s *livehooks.StreamState) error {
+	var (
+		started, published, over, nextFile sql.NullInt64
+		updated                            int64
+	)
+	if err := row.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
+		&started, &published, &over, &nextFile, &updated, &s.RecordFormat, &s.PendingFiles); err != nil {
+		return err
+	}
+	s.FileStartedAt, s.PublishedAt = fromOptMicros(started), fromOptMicros(published)
+	s.OverAt, s.NextFileAt, s.UpdatedAt = fromOptMicros(over), fromOptMicros(nextFile), fromMicros(updated)
+	return nil
 }
 
 // PutStream holds a stream's recording state until the flush; the last put

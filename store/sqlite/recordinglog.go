@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -21,18 +20,11 @@ func (db *DB) FindStreams(ctx context.Context, projectID, domain string, limit i
 	defer rows.Close()
 	out := []*livehooks.StreamState{}
 	for rows.Next() {
-		var (
-			s                                  livehooks.StreamState
-			started, published, over, nextFile sql.NullInt64
-			updated                            int64
-		)
-		if err := rows.Scan(&s.ProjectID, &s.PublishDomain, &s.App, &s.Stream, &s.State, &s.TaskID, &s.JobID, &s.FileSeq,
-			&started, &published, &over, &nextFile, &updated); err != nil {
+		s := new(livehooks.StreamState)
+		if err := scanStream(rows, s); err != nil {
 			return nil, fmt.Errorf("sqlite: find streams: %w", err)
 		}
-		s.FileStartedAt, s.PublishedAt = fromOptMicros(started), fromOptMicros(published)
-		s.OverAt, s.NextFileAt, s.UpdatedAt = fromOptMicros(over), fromOptMicros(nextFile), fromMicros(updated)
-		out = append(out, &s)
+		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: find streams: %w", err)
