@@ -14,6 +14,14 @@ import (
 	"time"
 )
 
+// runCommand runs livehooks in-process to the end with the environment env
+// and returns what it printed.
+func runCommand(env map[string]string, args ...string) (string, error) {
+	var out bytes.Buffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, nil, &out, &out)
+	return out.String(), err
+}
+
 // TestMigrateStoreToPostgresAndBack: a SQLite store left by a serve under
 // load (callbacks pending towards a receiver that was down, others
 // delivered, streams recording) moves to PostgreSQL with migrate-store,
@@ -49,9 +57,7 @@ func TestMigrateStoreToPostgresAndBack(t *testing.T) {
 	load.halt()
 
 	migrate := func(env map[string]string, args ...string) (string, error) {
-		var out bytes.Buffer
-		err := run(context.Background(), append([]string{"migrate-store"}, args...), func(k string) string { return env[k] }, nil, &out, &out)
-		return out.String(), err
+		return runCommand(env, append([]string{"migrate-store"}, args...)...)
 	}
 	if _, err := migrate(nil, "--from", dirA, "--to", pgURL); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("migrate-store from a data directory in use: %v", err)
