@@ -207,3 +207,20 @@ func TestServeTLSMisuse(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainHTTPOffLoopbackWarns: plain HTTP stays the default, and on an
+// address other machines reach it says that secrets cross the network in
+// clear; on loopback it does not.
+func TestPlainHTTPOffLoopbackWarns(t *testing.T) {
+	const warning = "serving plain HTTP on a non-loopback address"
+	for listen, want := range map[string]bool{"0.0.0.0:0": true, "127.0.0.1:0": false} {
+		srv := start(t, nil, "serve", "--listen", listen, "--data-dir", t.TempDir(), "--dev", "--log-format", "json")
+		srv.serveAddr(t)
+		if got := strings.Contains(srv.stderr.String(), warning); got != want {
+			t.Errorf("--listen %s: warning logged %v, want %v", listen, got, want)
+		}
+		if !strings.Contains(srv.stderr.String(), `"scheme":"http"`) {
+			t.Errorf("--listen %s: the listening line does not say http", listen)
+		}
+	}
+}
