@@ -150,6 +150,9 @@ type FileJobStore interface {
 	FinishedFileJobs(ctx context.Context, limit int) ([]*FinishedFileJob, error)
 	// DeleteFileJob removes a finished job.
 	DeleteFileJob(ctx context.Context, id int64) error
+	// FileJobPending reports whether an unfinished job names the file at
+	// path (a real path), so that nothing removes a file a job still needs.
+	FileJobPending(ctx context.Context, path string) (bool, error)
 }
 
 // DomainSettings are the recording settings of one publish domain.

@@ -277,6 +277,17 @@ func TestResolveFile(t *testing.T) {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
+	// A link names its project: a file of another project's directory is
+	// not served, even with a valid signature.
+	pDir, qDir := t.TempDir(), t.TempDir()
+	src, _, _ = sourcetest.New(t, func(o *source.Options) { o.RecordDirs = []string{"p:" + pDir, "q:" + qDir} })
+	pFile := sourcetest.CopyFixture(t, "video.flv", pDir, "a.flv")
+	if _, err := src.ResolveFile("p", pFile); err != nil {
+		t.Fatalf("p's own file: %v", err)
+	}
+	if _, err := src.ResolveFile("q", pFile); livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
+		t.Fatalf("p's file asked for q: %v", err)
+	}
 }
 
 func TestRejectUnknownStreams(t *testing.T) {

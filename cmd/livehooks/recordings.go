@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,7 +19,8 @@ import (
 // neither a URL template nor object storage: the link signer and handler,
 // and the list of served files that --served-recordings-max-bytes trims
 // (run it with Index.Run; close it at the end).
-func recordingFiles(o *serveOptions, addr string, getenv func(string) string, tls bool, resolve fileserve.Resolver, m *metrics.Metrics, logger *slog.Logger) (*fileserve.Server, *fileserve.Index, error) {
+// jobs tells which files a pending file job still needs: the cap keeps them.
+func recordingFiles(o *serveOptions, addr string, getenv func(string) string, tls bool, resolve fileserve.Resolver, jobs livehooks.FileJobStore, m *metrics.Metrics, logger *slog.Logger) (*fileserve.Server, *fileserve.Index, error) {
 	public := o.publicURL
 	if public == "" {
 		var wildcard bool
@@ -35,7 +37,17 @@ func recordingFiles(o *serveOptions, addr string, getenv func(string) string, tl
 	if err != nil {
 		return nil, nil, err
 	}
-	index, err := fileserve.OpenIndex(fileserve.IndexOptions{DataDir: o.dataDir, MaxBytes: maxBytes, Resolve: resolve, Logger: logger})
+	busy := func(path string) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		pending, err := jobs.FileJobPending(ctx, path)
+		if err != nil {
+			logger.Warn("served recording kept: its jobs cannot be looked up", "path", path, "error", err)
+			return true
+		}
+		return pending
+	}
+	index, err := fileserve.OpenIndex(fileserve.IndexOptions{DataDir: o.dataDir, MaxBytes: maxBytes, Resolve: resolve, Busy: busy, Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}

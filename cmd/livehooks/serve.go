@@ -300,7 +300,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		return err
 	}
 	defer src.Close()
-	files, served, err := recordingFiles(o, ln.Addr().String(), e.getenv, certs != nil, src.ResolveFile, m, logger)
+	files, served, err := recordingFiles(o, ln.Addr().String(), e.getenv, certs != nil, src.ResolveFile, store, m, logger)
 	if err != nil {
 		return err
 	}

@@ -143,6 +143,9 @@ func (r *Recorder) FinishedFileJobs(context.Context, int) ([]*livehooks.Finished
 // DeleteFileJob does nothing (see FinishedFileJobs).
 func (r *Recorder) DeleteFileJob(context.Context, int64) error { return nil }
 
+// FileJobPending reports no job: the Recorder serves no files.
+func (r *Recorder) FileJobPending(context.Context, string) (bool, error) { return false, nil }
+
 // Settings returns the settings PutDomain stored.
 func (r *Recorder) Settings(_ context.Context, project, domain string) (recording.Settings, *livehooks.DomainSettings) {
 	r.mu.Lock()

@@ -210,6 +210,16 @@ func (db *DB) FinishedFileJobs(ctx context.Context, limit int) ([]*livehooks.Fin
 	return out, nil
 }
 
+// FileJobPending reports whether an unfinished job names the file.
+func (db *DB) FileJobPending(ctx context.Context, path string) (bool, error) {
+	var pending bool
+	err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM file_jobs WHERE path = $1 AND done_event = '')`, path).Scan(&pending)
+	if err != nil {
+		return false, fmt.Errorf("postgres: pending file job: %w", err)
+	}
+	return pending, nil
+}
+
 // DeleteFileJob removes a job.
 func (db *DB) DeleteFileJob(ctx context.Context, id int64) error {
 	if _, err := db.pool.Exec(ctx, `DELETE FROM file_jobs WHERE id = $1`, id); err != nil {

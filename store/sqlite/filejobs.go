@@ -157,6 +157,16 @@ func (db *DB) FinishedFileJobs(ctx context.Context, limit int) ([]*livehooks.Fin
 	return out, rows.Err()
 }
 
+// FileJobPending reports whether an unfinished job names the file.
+func (db *DB) FileJobPending(ctx context.Context, path string) (bool, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM file_jobs WHERE path = ? AND done_event = ''`, path).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: pending file job: %w", err)
+	}
+	return n > 0, nil
+}
+
 // DeleteFileJob removes a job.
 func (db *DB) DeleteFileJob(ctx context.Context, id int64) error {
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {

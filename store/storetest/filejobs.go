@@ -133,4 +133,42 @@ var fileJobTests = map[string]func(t *testing.T, s livehooks.Store){
 			t.Fatalf("after delete: %+v", done)
 		}
 	},
+	// A file an unfinished job names is pending (the served-recordings cap
+	// keeps it); once the job is finished it is not.
+	"PendingByPath": func(t *testing.T, s livehooks.Store) {
+		k := livehooks.StreamKey{ProjectID: "p", PublishDomain: "d.example.com", App: "live", Stream: "cam"}
+		var id int64
+		err := s.Write(ctx, func(tx livehooks.OutboxTx) error {
+			j := &livehooks.FileJob{StreamKey: k, Path: "/rec/pending.flv", FinishedAt: at(0)}
+			if err := tx.AddFileJob(ctx, "n1", at(0), time.Minute, j); err != nil {
+				return err
+			}
+			id = j.ID
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending := func(path string) bool {
+			t.Helper()
+			ok, err := s.FileJobPending(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if !pending("/rec/pending.flv") || pending("/rec/other.flv") || pending("/rec/pending") {
+			t.Fatal("pending by path")
+		}
+		if id == 0 {
+			js, _ := s.ClaimFileJobs(ctx, "n1", at(0), time.Minute, 10)
+			id = js[0].ID
+		}
+		if err := s.Write(ctx, func(tx livehooks.OutboxTx) error { return tx.FinishFileJob(ctx, id, "") }); err != nil {
+			t.Fatal(err)
+		}
+		if pending("/rec/pending.flv") {
+			t.Fatal("a finished job's file is pending")
+		}
+	},
 }
