@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,11 +11,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/fileserve"
@@ -116,33 +113,9 @@ func backup(ctx context.Context, e *env, dataDir, target string, withSecrets boo
 		}
 	}
 
-	db, err := openSQLiteReadOnly(ctx, src)
+	summary, err := sqlite.Backup(ctx, src, target)
 	if err != nil {
 		return err
-	}
-	defer db.Close()
-
-	// VACUUM INTO fills an empty file, which is created here so that the
-	// copy is 0600 from its first byte, under a temporary name so that FILE
-	// only ever names a finished copy.
-	tmp, err := createExclusive(target + ".partial-" + randomSuffix())
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer os.Remove(tmp)
-	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
-		return fmt.Errorf("backup: copy %s: %w", src, err)
-	}
-	summary, err := checkStoreFile(ctx, tmp)
-	if err != nil {
-		return fmt.Errorf("backup: the copy does not check out: %w", err)
-	}
-	if err := syncFile(tmp); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	// A hard link never replaces a file that appeared meanwhile.
-	if err := os.Link(tmp, target); err != nil {
-		return fmt.Errorf("backup: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "backup: wrote %s: %s, a consistent snapshot of %s\n", target, summary, src)
 	if withSecrets {
@@ -162,79 +135,10 @@ func backup(ctx context.Context, e *env, dataDir, target string, withSecrets boo
 	return syncDir(filepath.Dir(target))
 }
 
-// openSQLiteReadOnly opens an SQLite store for reading only. In WAL mode a
-// reader neither blocks the running livehooks nor waits for it, and sees
-// one consistent snapshot per transaction. A schema newer than this binary
-// is refused.
-func openSQLiteReadOnly(ctx context.Context, path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite", "file:"+sqliteURIPath(path)+"?mode=ro&_pragma=busy_timeout(10000)")
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	version, err := sqliteSchemaVersion(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s is not a livehooks store: %w", path, err)
-	}
-	if version > sqlite.SchemaVersion() {
-		db.Close()
-		return nil, fmt.Errorf("%s has schema version %d, newer than this livehooks knows (%d): use a livehooks whose schema version is %d or more (livehooks version says it)",
-			path, version, sqlite.SchemaVersion(), version)
-	}
-	return db, nil
-}
-
-func sqliteSchemaVersion(ctx context.Context, db *sql.DB) (int, error) {
-	var v int
-	err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	return v, err
-}
-
-// checkStoreFile runs SQLite's integrity check on a store file and
-// describes what it holds.
-func checkStoreFile(ctx context.Context, path string) (string, error) {
-	db, err := openSQLiteReadOnly(ctx, path)
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	var ok string
-	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&ok); err != nil {
-		return "", err
-	}
-	if ok != "ok" {
-		return "", fmt.Errorf("integrity check: %s", ok)
-	}
-	var configs, events, deliveries, pending int64
-	if err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM callbacks), (SELECT COUNT(*) FROM events),
-		(SELECT COUNT(*) FROM deliveries), (SELECT COUNT(*) FROM deliveries WHERE status = 'pending')`).Scan(&configs, &events, &deliveries, &pending); err != nil {
-		return "", err
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d callback configs, %d events, %d deliveries (%d pending), %d bytes", configs, events, deliveries, pending, fi.Size()), nil
-}
-
-// sqliteURIPath makes a file name safe inside a SQLite URI.
-func sqliteURIPath(p string) string {
-	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-}
-
 func randomSuffix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// createExclusive creates an empty 0600 file that did not exist.
-func createExclusive(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", err
-	}
-	return path, f.Close()
 }
 
 // copyFileExclusive copies from to a new 0600 file to, synced.
@@ -272,15 +176,6 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -290,44 +185,7 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// checkSealed proves that the store's cipher opens what the store holds
-// sealed: it reads one callback with a key and one domain with a storage
-// secret through the store, which decrypts them. first runs a query that
-// returns two strings, ok false when it returns no row.
-func checkSealed(ctx context.Context, store interface {
-	FindCallbackByID(ctx context.Context, projectID, id string) (*livehooks.CallbackConfig, error)
-	FindDomain(ctx context.Context, projectID, domain string) (*livehooks.DomainSettings, error)
-}, first func(query string) (a, b string, ok bool, err error)) error {
-	const wrongKey = "the master key in use does not decrypt the store's %s (%s): use the master key of the installation the store comes from (its master.key file or LIVEHOOKS_MASTER_KEY): %w"
-	project, id, ok, err := first(`SELECT project_id, id FROM callbacks WHERE key_sealed IS NOT NULL ORDER BY id LIMIT 1`)
-	if err != nil {
-		return err
-	}
-	if ok {
-		if _, err := store.FindCallbackByID(ctx, project, id); err != nil {
-			return fmt.Errorf(wrongKey, "callback keys", "config "+id, err)
-		}
-	}
-	project, domain, ok, err := first(`SELECT project_id, publish_domain FROM domains WHERE storage_secret IS NOT NULL ORDER BY project_id, publish_domain LIMIT 1`)
-	if err != nil {
-		return err
-	}
-	if ok {
-		if _, err := store.FindDomain(ctx, project, domain); err != nil {
-			return fmt.Errorf(wrongKey, "storage secrets", "domain "+domain, err)
-		}
-	}
-	return nil
-}
-
-// sqlFirst is checkSealed's first for a database/sql database.
-func sqlFirst(ctx context.Context, db *sql.DB) func(string) (string, string, bool, error) {
-	return func(query string) (string, string, bool, error) {
-		var a, b string
-		err := db.QueryRowContext(ctx, query).Scan(&a, &b)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", "", false, nil
-		}
-		return a, b, err == nil, err
-	}
+// wrongMasterKey explains a sealed value that does not open.
+func wrongMasterKey(err error) error {
+	return fmt.Errorf("the master key in use does not decrypt the store's keys: use the master key of the installation the store comes from (its master.key file or %s): %w", aesgcm.EnvMasterKey, err)
 }

@@ -197,56 +197,38 @@ func migrationCipher(e *env, dataDir string, sqliteIsSource bool) (livehooks.Cip
 // migrates it), refuses a PostgreSQL database that live nodes use, and with
 // checkKeys proves that the master key opens the store's sealed values.
 func (s *storeSide) prepare(ctx context.Context, cipher livehooks.Cipher, checkKeys bool) error {
+	var store interface {
+		CheckSealed(context.Context) error
+		Close() error
+	}
 	if s.dataDir != "" {
-		path := filepath.Join(s.dataDir, storeFile)
-		db, err := sqlite.Open(ctx, sqlite.Options{Path: path, Cipher: cipher})
+		db, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(s.dataDir, storeFile), Cipher: cipher})
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}
-		defer db.Close()
-		if !checkKeys {
-			return nil
-		}
-		raw, err := openSQLiteReadOnly(ctx, path)
+		store = db
+	} else {
+		db, err := postgres.Open(ctx, postgres.Options{URL: s.url, Cipher: cipher, MaxConns: 2})
 		if err != nil {
-			return err
-		}
-		defer raw.Close()
-		if err := checkSealed(ctx, db, sqlFirst(ctx, raw)); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}
-		return nil
-	}
-	db, err := postgres.Open(ctx, postgres.Options{URL: s.url, Cipher: cipher, MaxConns: 2})
-	if err != nil {
-		return fmt.Errorf("%s: %w", s, err)
-	}
-	defer db.Close()
-	conn, err := pgx.Connect(ctx, s.url)
-	if err != nil {
-		return fmt.Errorf("%s: %w", s, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var live int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE expires_at > now()`).Scan(&live); err != nil {
-		return fmt.Errorf("%s: %w", s, err)
-	}
-	if live > 0 {
-		return fmt.Errorf("%s: %d livehooks nodes are running on this database: stop them first (migrate-store copies a store at rest)", s, live)
-	}
-	if !checkKeys {
-		return nil
-	}
-	first := func(query string) (string, string, bool, error) {
-		var a, b string
-		err := conn.QueryRow(ctx, query).Scan(&a, &b)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return "", "", false, nil
+		store = db
+		live, err := db.LiveNodes(ctx)
+		if err != nil {
+			db.Close()
+			return fmt.Errorf("%s: %w", s, err)
 		}
-		return a, b, err == nil, err
+		if len(live) > 0 {
+			db.Close()
+			return fmt.Errorf("%s: %d livehooks nodes are running on this database (%s): stop them first (migrate-store copies a store at rest)",
+				s, len(live), strings.Join(live, ", "))
+		}
 	}
-	if err := checkSealed(ctx, db, first); err != nil {
-		return fmt.Errorf("%s: %w", s, err)
+	defer store.Close()
+	if checkKeys {
+		if err := store.CheckSealed(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s, wrongMasterKey(err))
+		}
 	}
 	return nil
 }

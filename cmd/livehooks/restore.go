@@ -50,9 +50,9 @@ func restore(ctx context.Context, e *env, dataDir, file string, force bool) erro
 	if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
 		return fmt.Errorf("restore: %s is not a backup file (write one with livehooks backup)", file)
 	}
-	summary, err := checkStoreFile(ctx, file)
+	summary, err := sqlite.Inspect(ctx, file)
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", file, err)
+		return fmt.Errorf("restore: %w", err)
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -116,18 +116,12 @@ func restore(ctx context.Context, e *env, dataDir, file string, force bool) erro
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	raw, err := openSQLiteReadOnly(ctx, tmp)
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("restore: %w", err)
-	}
-	err = checkSealed(ctx, db, sqlFirst(ctx, raw))
-	raw.Close()
-	if cerr := db.Close(); err == nil {
-		err = cerr
+	err = db.CheckSealed(ctx)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		return fmt.Errorf("restore: %w", cerr)
 	}
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return fmt.Errorf("restore: %w", wrongMasterKey(err))
 	}
 
 	// A WAL or shared-memory file left by the store being replaced belongs
