@@ -74,6 +74,18 @@ func (r *recordingReceiver) arrivals() []arrival {
 	return append([]arrival(nil), r.got...)
 }
 
+// createConfigs creates, in project p, the config of push1.example.com
+// (delivering to up) and of push2.example.com (to down), both signed.
+func createConfigs(t *testing.T, base string, up, down *recordingReceiver) {
+	t.Helper()
+	for domain, rcv := range map[string]*recordingReceiver{"push1.example.com": up, "push2.example.com": down} {
+		if status, body := request(t, "POST", base+"/v1/p/record/callbacks", "T", fmt.Sprintf(
+			`{"publish_domain":%q,"app":"live","notify_callback_url":"%s/cb","key":%q}`, domain, rcv.srv.URL, backupTestKey)); status != 201 {
+			t.Fatalf("create: %d %s", status, body)
+		}
+	}
+}
+
 // storeDeliveries reads the webhook ids of a store file's deliveries by
 // status.
 func storeDeliveries(t *testing.T, path string) (pending, succeeded map[string]bool, assets map[string]bool) {
@@ -272,12 +284,7 @@ func TestBackupUnderLoadAndRestore(t *testing.T) {
 	}
 	a := start(t, nil, serveArgs(dirA)...)
 	baseA := a.serveAddr(t)
-	for domain, rcv := range map[string]*recordingReceiver{"push1.example.com": up, "push2.example.com": down} {
-		if status, body := request(t, "POST", baseA+"/v1/p/record/callbacks", "T", fmt.Sprintf(
-			`{"publish_domain":%q,"app":"live","notify_callback_url":"%s/cb","key":%q}`, domain, rcv.srv.URL, backupTestKey)); status != 201 {
-			t.Fatalf("create: %d %s", status, body)
-		}
-	}
+	createConfigs(t, baseA, up, down)
 
 	load := startIngest(t, baseA)
 	waitFor(t, 20*time.Second, "ingest under way", func() bool { return len(load.snapshot()) >= 80 && len(up.arrivals()) >= 40 })

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -42,12 +41,7 @@ func TestMigrateStoreToPostgresAndBack(t *testing.T) {
 	a := start(t, nil, "serve", "--listen", "127.0.0.1:0", "--data-dir", dirA, "--token", "T:p",
 		"--allow-callback-cidr", "127.0.0.0/8", "--log-format", "json")
 	baseA := a.serveAddr(t)
-	for domain, rcv := range map[string]*recordingReceiver{"push1.example.com": up, "push2.example.com": down} {
-		if status, body := request(t, "POST", baseA+"/v1/p/record/callbacks", "T", fmt.Sprintf(
-			`{"publish_domain":%q,"app":"live","notify_callback_url":"%s/cb","key":%q}`, domain, rcv.srv.URL, backupTestKey)); status != 201 {
-			t.Fatalf("create: %d %s", status, body)
-		}
-	}
+	createConfigs(t, baseA, up, down)
 	if status, body := request(t, "PUT", baseA+"/v1/p/record/domains/push1.example.com", "T",
 		`{"record_format":"FLV","max_pause_seconds":60,"download_url_template":"https://cdn.example.com/{app}/{stream}/{file}"}`); status != 201 {
 		t.Fatalf("domain settings: %d %s", status, body)

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,12 +40,7 @@ func TestPgDumpRestoreServes(t *testing.T) {
 	}
 	a := start(t, env, serveArgs(dbA)...)
 	baseA := a.serveAddr(t)
-	for domain, rcv := range map[string]*recordingReceiver{"push1.example.com": up, "push2.example.com": down} {
-		if status, body := request(t, "POST", baseA+"/v1/p/record/callbacks", "T", fmt.Sprintf(
-			`{"publish_domain":%q,"app":"live","notify_callback_url":"%s/cb","key":%q}`, domain, rcv.srv.URL, backupTestKey)); status != 201 {
-			t.Fatalf("create: %d %s", status, body)
-		}
-	}
+	createConfigs(t, baseA, up, down)
 	load := startIngest(t, baseA)
 	waitFor(t, 20*time.Second, "ingest under way", func() bool { return len(load.snapshot()) >= 40 && len(up.arrivals()) >= 20 })
 	load.halt()
