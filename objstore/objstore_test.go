@@ -301,3 +301,46 @@ func TestPrivateEndpointsRefusedByDefault(t *testing.T) {
 		t.Fatal("the object was uploaded")
 	}
 }
+
+// TestFrozenPeerEndsTheAttempt: a storage endpoint that takes the request
+// and then stops reading its body (a frozen peer, not a refused connection)
+// ends the upload after StallTimeout, with an error that says so, instead
+// of holding it until the kernel gives up.
+func TestFrozenPeerEndsTheAttempt(t *testing.T) {
+	t.Parallel()
+	backend := s3mem.New()
+	if err := backend.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	fake := gofakes3.New(backend).Server()
+	release := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			<-release // never reads the body
+			return
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { close(release); ts.Close() })
+	st := &livehooks.StorageSettings{Endpoint: strings.TrimPrefix(ts.URL, "http://"), Region: "us-east-1", Bucket: bucket,
+		AccessKey: accessKey, SecretKey: secretKey}
+	// Bigger than what the sockets' buffers take in.
+	p := filepath.Join(t.TempDir(), "big.flv")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(40 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s := objstore.New(objstore.Options{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, StallTimeout: 300 * time.Millisecond, MaxRetries: 1})
+	start := time.Now()
+	_, err = s.Upload(context.Background(), st, "live/cam/big.flv", p)
+	if err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("upload to a frozen peer: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the attempt took %v", d)
+	}
+}
