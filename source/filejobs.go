@@ -193,7 +193,7 @@ func (s *Source) upload(ctx context.Context, st *livehooks.StorageSettings, key 
 	defer cancel()
 	url, err := s.o.Uploader.Upload(ctx, st, key.App+"/"+key.Stream+"/"+filepath.Base(path), path)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return "", fmt.Errorf("no upload within %s: %w", limit.Round(time.Second), err)
+		return "", fmt.Errorf("no upload within %s: %w", limit.Round(time.Millisecond), err)
 	}
 	return url, err
 }

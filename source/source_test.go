@@ -476,3 +476,31 @@ func (u *blockingUploader) Upload(ctx context.Context, _ *livehooks.StorageSetti
 	<-u.release
 	return "u", nil
 }
+
+// TestHungUploadIsBounded: an upload attempt that never returns by itself
+// (a peer that stops answering) ends at its deadline, is retried, and the
+// file is a RECORD_FAILED after the last attempt; the stream's next file
+// is not held behind it for longer.
+func TestHungUploadIsBounded(t *testing.T) {
+	t.Parallel()
+	src, rec, dir := sourcetest.New(t, func(o *source.Options) {
+		o.Uploader = hungUploader{}
+		o.UploadAttempts, o.UploadTimeout, o.UploadMinRate = 2, 50*time.Millisecond, 1<<40
+	})
+	rec.PutDomain(&livehooks.DomainSettings{ProjectID: "p", PublishDomain: "push.example.com", Storage: &livehooks.StorageSettings{Bucket: "b"}})
+	start := time.Now()
+	if err := src.FileDone(context.Background(), cam1, sourcetest.CopyFixture(t, "video.flv", dir, "a.flv"), source.FileHint{}); err != nil {
+		t.Fatal(err)
+	}
+	rec.Want(t, `failure `+stream+` "upload of a.flv to storage failed after 2 attempts: no upload within 50ms: context deadline exceeded"`)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("two bounded attempts took %v", d)
+	}
+}
+
+type hungUploader struct{}
+
+func (hungUploader) Upload(ctx context.Context, _ *livehooks.StorageSettings, _, _ string) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
