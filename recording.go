@@ -124,6 +124,7 @@ type FileJob struct {
 // local file is to be deleted once that event is delivered.
 type FinishedFileJob struct {
 	ID        int64
+	ProjectID string
 	Path      string
 	EventID   string
 	Pending   int // deliveries of the event still pending

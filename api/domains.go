@@ -37,9 +37,12 @@ type DomainRequest struct {
 	MaxPauseSeconds     *int64  `json:"max_pause_seconds" yaml:"max_pause_seconds"`
 	// DownloadURLExpirySeconds is the lifetime of links to files livehooks
 	// serves itself (no template, no storage); 0: they never expire.
-	DownloadURLExpirySeconds *int64          `json:"download_url_expiry_seconds" yaml:"download_url_expiry_seconds"`
-	RejectUnknownStreams     *bool           `json:"reject_unknown_streams" yaml:"reject_unknown_streams"`
-	Storage                  *StorageRequest `json:"storage" yaml:"storage"`
+	DownloadURLExpirySeconds *int64 `json:"download_url_expiry_seconds" yaml:"download_url_expiry_seconds"`
+	RejectUnknownStreams     *bool  `json:"reject_unknown_streams" yaml:"reject_unknown_streams"`
+	// DeleteAfterUpload deletes a recording's local file once it is in
+	// Storage and its RECORD_FILE_COMPLETE was delivered (default: keep).
+	DeleteAfterUpload *bool           `json:"delete_after_upload" yaml:"delete_after_upload"`
+	Storage           *StorageRequest `json:"storage" yaml:"storage"`
 }
 
 // StorageRequest is the storage part of a DomainRequest. SecretKey is
@@ -124,6 +127,12 @@ func (req *DomainRequest) Settings(projectID, publishDomain string, prev *liveho
 		if d.Storage, err = req.Storage.settings(prevStorage); err != nil {
 			return nil, err
 		}
+	}
+	if req.DeleteAfterUpload != nil && *req.DeleteAfterUpload {
+		if d.Storage == nil {
+			return nil, livehooks.Errorf(livehooks.EINVALID, "delete_after_upload needs storage: without it the local file is the only copy")
+		}
+		d.DeleteAfterUpload = true
 	}
 	return d, nil
 }
@@ -360,6 +369,7 @@ type domainResponse struct {
 	MaxPauseSeconds          int64            `json:"max_pause_seconds"`
 	DownloadURLExpirySeconds int64            `json:"download_url_expiry_seconds"`
 	RejectUnknownStreams     bool             `json:"reject_unknown_streams"`
+	DeleteAfterUpload        bool             `json:"delete_after_upload"`
 	Storage                  *storageResponse `json:"storage,omitempty"`
 	CreateTime               string           `json:"create_time"`
 	UpdateTime               string           `json:"update_time"`
@@ -391,6 +401,7 @@ func newDomainResponse(d *livehooks.DomainSettings) domainResponse {
 		MaxPauseSeconds:          int64(d.MaxPause / time.Second),
 		DownloadURLExpirySeconds: int64(d.DownloadURLExpiry / time.Second),
 		RejectUnknownStreams:     d.RejectUnknownStreams,
+		DeleteAfterUpload:        d.DeleteAfterUpload,
 		CreateTime:               livehooks.FormatTime(d.CreateTime),
 		UpdateTime:               livehooks.FormatTime(d.UpdateTime),
 	}

@@ -94,6 +94,7 @@ func validDomain() map[string]any {
 		"play_url_template":      "https://play.example.com/{app}/{stream}.m3u8",
 		"max_pause_seconds":      60,
 		"reject_unknown_streams": true,
+		"delete_after_upload":    true,
 		"storage":                validStorage(),
 	}
 }
@@ -129,7 +130,7 @@ func TestDomainLifecycle(t *testing.T) {
 	want := `{"publish_domain":"push.example.com","record_format":"HLS",` +
 		`"download_url_template":"https://cdn.example.com/{app}/{stream}/{file}",` +
 		`"play_url_template":"https://play.example.com/{app}/{stream}.m3u8","max_pause_seconds":60,"download_url_expiry_seconds":604800,"reject_unknown_streams":true,` +
-		`"storage":{"endpoint":"s3.example.com:9000","secure":false,"region":"us-east-1","bucket":"recordings","prefix":"live",` +
+		`"delete_after_upload":true,"storage":{"endpoint":"s3.example.com:9000","secure":false,"region":"us-east-1","bucket":"recordings","prefix":"live",` +
 		`"access_key":"AKIDEXAMPLE","presign":true,"presign_expiry_seconds":3600,"public_url":"https://cdn.example.com/rec"},` +
 		`"create_time":"2026-03-08T14:10:25Z","update_time":"2026-03-08T14:10:25Z"}`
 	if got := strings.TrimSpace(string(r.body)); got != want {
@@ -144,7 +145,7 @@ func TestDomainLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.MaxPause != time.Minute || d.Storage.SecretKey != storageSecret || d.Storage.PresignExpiry != time.Hour || d.RecordFormat != "HLS" || !d.RejectUnknownStreams {
+	if d.MaxPause != time.Minute || d.Storage.SecretKey != storageSecret || d.Storage.PresignExpiry != time.Hour || d.RecordFormat != "HLS" || !d.RejectUnknownStreams || !d.DeleteAfterUpload {
 		t.Fatalf("stored settings %+v %+v", d, d.Storage)
 	}
 
@@ -155,7 +156,7 @@ func TestDomainLifecycle(t *testing.T) {
 		t.Fatalf("replace: %d %s", r.status, r.body)
 	}
 	want = `{"publish_domain":"push.example.com","record_format":"MP4","max_pause_seconds":30,"download_url_expiry_seconds":604800,"reject_unknown_streams":false,` +
-		`"create_time":"2026-03-08T14:10:25Z","update_time":"2026-03-08T14:11:55Z"}`
+		`"delete_after_upload":false,"create_time":"2026-03-08T14:10:25Z","update_time":"2026-03-08T14:11:55Z"}`
 	if got := strings.TrimSpace(string(r.body)); got != want {
 		t.Fatalf("replace body\n got %s\nwant %s", got, want)
 	}
@@ -250,6 +251,8 @@ func TestDomainValidation(t *testing.T) {
 		{"link expiry over ten years", with(validDomain(), "download_url_expiry_seconds", 315360001)},
 		{"pause huge", with(validDomain(), "max_pause_seconds", 1e300)},
 		{"reject string", with(validDomain(), "reject_unknown_streams", "yes")},
+		{"delete without storage", with(with(validDomain(), "storage", nil), "delete_after_upload", true)},
+		{"delete string", with(validDomain(), "delete_after_upload", "yes")},
 		{"storage not object", with(validDomain(), "storage", "s3")},
 		{"endpoint missing", storage("endpoint", nil)},
 		{"endpoint scheme", storage("endpoint", "https://s3.example.com")},
@@ -311,7 +314,8 @@ func TestDomainValidation(t *testing.T) {
 		storage("bucket", "a.b-c", "prefix", "", "region", "", "public_url", ""),
 		storage("presign_expiry_seconds", 604800),
 		storage("presign_expiry_seconds", 1),
-		with(validDomain(), "download_url_template", "http://{domain}:8080/{app}/{stream}/{task_id}/{job_id}/{file}?token=x", "storage", nil),
+		with(validDomain(), "download_url_template", "http://{domain}:8080/{app}/{stream}/{task_id}/{job_id}/{file}?token=x", "storage", nil,
+			"delete_after_upload", false),
 		with(validDomain(), "max_pause_seconds", 86400, "unknown", []int{1}),
 		with(validDomain(), "record_format", "flv"),
 		{},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -61,6 +63,7 @@ func (s *Source) RunFileJobs(ctx context.Context) {
 			delete(inflight, id)
 		case <-s.wake:
 		case <-poll.C:
+			s.deleteUploaded(ctx)
 		case <-renew.C:
 			if len(inflight) > 0 {
 				if err := s.o.Jobs.RenewFileJobs(ctx, s.o.Node, s.o.Clock.Now().Add(s.o.JobLease)); err != nil && ctx.Err() == nil {
@@ -196,4 +199,42 @@ func (s *Source) upload(ctx context.Context, st *livehooks.StorageSettings, key 
 		return "", fmt.Errorf("no upload within %s: %w", limit.Round(time.Millisecond), err)
 	}
 	return url, err
+}
+
+// deleteUploaded settles the jobs kept for their RECORD_FILE_COMPLETE
+// (domains with DeleteAfterUpload): once every delivery of the event
+// succeeded, the local file is deleted (its object is in storage); a failed
+// or dead-lettered delivery, or none at all, keeps the file. Either way the
+// job goes. A job whose deliveries are still pending waits.
+func (s *Source) deleteUploaded(ctx context.Context) {
+	jobs, err := s.o.Jobs.FinishedFileJobs(ctx, 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.o.Logger.Warn("load uploaded recording files", "error", err)
+		}
+		return
+	}
+	for _, j := range jobs {
+		if j.Pending > 0 {
+			continue
+		}
+		base := filepath.Base(j.Path)
+		switch real, err := s.dirs.Resolve(j.ProjectID, j.Path); {
+		case j.Succeeded == 0 || j.Failed > 0:
+			s.o.Logger.Info("recording file kept: its RECORD_FILE_COMPLETE was not delivered", "project_id", j.ProjectID, "file", base,
+				"succeeded", j.Succeeded, "failed", j.Failed)
+		case err != nil:
+			// Gone already, or no longer inside a record directory.
+			s.o.Logger.Info("uploaded recording file not deleted", "project_id", j.ProjectID, "file", base, "reason", err.Error())
+		default:
+			if err := os.Remove(real); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.o.Logger.Warn("delete uploaded recording file", "project_id", j.ProjectID, "file", base, "error", err)
+				continue
+			}
+			s.o.Logger.Info("recording file deleted: stored in object storage and its callback delivered", "project_id", j.ProjectID, "file", base)
+		}
+		if err := s.o.Jobs.DeleteFileJob(ctx, j.ID); err != nil && ctx.Err() == nil {
+			s.o.Logger.Warn("delete finished file job", "error", err)
+		}
+	}
 }

@@ -180,7 +180,7 @@ func (db *DB) ReleaseFileJobs(ctx context.Context, node string) error {
 
 // FinishedFileJobs returns finished jobs with their event's delivery counts.
 func (db *DB) FinishedFileJobs(ctx context.Context, limit int) ([]*livehooks.FinishedFileJob, error) {
-	rows, err := db.pool.Query(ctx, `SELECT j.id, j.path, j.done_event,
+	rows, err := db.pool.Query(ctx, `SELECT j.id, j.project_id, j.path, j.done_event,
 			count(d.id) FILTER (WHERE d.status = 'pending'), count(d.id) FILTER (WHERE d.status = 'succeeded'),
 			count(d.id) FILTER (WHERE d.status IN ('failed', 'dead'))
 		FROM file_jobs j
@@ -198,7 +198,7 @@ func (db *DB) FinishedFileJobs(ctx context.Context, limit int) ([]*livehooks.Fin
 			j                          livehooks.FinishedFileJob
 			pending, succeeded, failed int64
 		)
-		if err := rows.Scan(&j.ID, &j.Path, &j.EventID, &pending, &succeeded, &failed); err != nil {
+		if err := rows.Scan(&j.ID, &j.ProjectID, &j.Path, &j.EventID, &pending, &succeeded, &failed); err != nil {
 			return nil, fmt.Errorf("postgres: finished file jobs: %w", err)
 		}
 		j.Pending, j.Succeeded, j.Failed = int(pending), int(succeeded), int(failed)

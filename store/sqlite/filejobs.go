@@ -134,7 +134,7 @@ func (db *DB) ReleaseFileJobs(ctx context.Context, node string) error {
 
 // FinishedFileJobs returns finished jobs with their event's delivery counts.
 func (db *DB) FinishedFileJobs(ctx context.Context, limit int) ([]*livehooks.FinishedFileJob, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT j.id, j.path, j.done_event,
+	rows, err := db.read.QueryContext(ctx, `SELECT j.id, j.project_id, j.path, j.done_event,
 			COALESCE(SUM(d.status = 'pending'), 0), COALESCE(SUM(d.status = 'succeeded'), 0),
 			COALESCE(SUM(d.status IN ('failed', 'dead')), 0)
 		FROM file_jobs j
@@ -149,7 +149,7 @@ func (db *DB) FinishedFileJobs(ctx context.Context, limit int) ([]*livehooks.Fin
 	var out []*livehooks.FinishedFileJob
 	for rows.Next() {
 		var j livehooks.FinishedFileJob
-		if err := rows.Scan(&j.ID, &j.Path, &j.EventID, &j.Pending, &j.Succeeded, &j.Failed); err != nil {
+		if err := rows.Scan(&j.ID, &j.ProjectID, &j.Path, &j.EventID, &j.Pending, &j.Succeeded, &j.Failed); err != nil {
 			return nil, fmt.Errorf("sqlite: finished file jobs: %w", err)
 		}
 		out = append(out, &j)

@@ -122,7 +122,7 @@ var fileJobTests = map[string]func(t *testing.T, s livehooks.Store){
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantDone := []*livehooks.FinishedFileJob{{ID: js[0].ID, Path: "/rec/a.flv", EventID: e.ID, Pending: 1}}
+		wantDone := []*livehooks.FinishedFileJob{{ID: js[0].ID, ProjectID: "p1", Path: "/rec/a.flv", EventID: e.ID, Pending: 1}}
 		if !reflect.DeepEqual(done, wantDone) {
 			t.Fatalf("finished: %+v, want %+v", done[0], wantDone[0])
 		}
