@@ -3,7 +3,6 @@ package reliability
 import (
 	"crypto/md5"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -110,27 +109,11 @@ func TestBigUploadFlatMemory(t *testing.T) {
 	}
 	t.Parallel()
 	s3 := newDiscardS3(t)
-	var (
-		mu   sync.Mutex
-		body map[string]any
-	)
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		body = m
-		mu.Unlock()
-	}))
-	t.Cleanup(rcv.Close)
-
+	rcv := newBodies(t)
 	recDir := t.TempDir()
-	s := newServer(t, t.TempDir(), "--record-dir", recDir, "--ingest-secret", project+":rel-ingest-secret")
-	s.start()
-	s.createConfig("live", rcv.URL)
-	s.api("PUT", "/v1/"+project+"/record/domains/"+domain, map[string]any{"storage": map[string]any{
-		"endpoint": strings.TrimPrefix(s3.srv.URL, "http://"), "secure": false, "region": "us-east-1", "bucket": "big",
-		"access_key": "AKIDRELIABILITY", "secret_key": "reliability-secret-key",
-	}})
+	s := recordingServer(t, recDir)
+	s.createConfig("live", rcv.srv.URL)
+	s.api("PUT", "/v1/"+project+"/record/domains/"+domain, map[string]any{"storage": s3Storage(s3.srv.URL, "big")})
 
 	video, err := os.ReadFile(filepath.Join("..", "media", "testdata", "video.mp4"))
 	if err != nil {
@@ -157,12 +140,9 @@ func TestBigUploadFlatMemory(t *testing.T) {
 	s.nginxHook("record_done", "path="+file)
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		mu.Lock()
-		got := body
-		mu.Unlock()
-		if got != nil {
-			if got["file_size"] != float64(size) || got["download_url"] != s3.srv.URL+"/big/live/cam/cam-1.mp4" {
-				t.Fatalf("callback %v", got)
+		if got := rcv.all(); len(got) > 0 {
+			if got[0]["file_size"] != float64(size) || got[0]["download_url"] != s3.srv.URL+"/big/live/cam/cam-1.mp4" {
+				t.Fatalf("callback %v", got[0])
 			}
 			break
 		}

@@ -5,7 +5,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -27,14 +26,10 @@ func TestDeleteAfterUpload(t *testing.T) {
 	t.Cleanup(refuse.Close)
 
 	recDir := t.TempDir()
-	s := newServer(t, t.TempDir(), "--record-dir", recDir, "--ingest-secret", project+":rel-ingest-secret")
-	s.start()
+	s := recordingServer(t, recDir)
 	s.createConfig("live", ok.URL)
 	s.createConfig("bad", refuse.URL)
-	storage := map[string]any{
-		"endpoint": strings.TrimPrefix(s3.srv.URL, "http://"), "secure": false, "region": "us-east-1", "bucket": bucket,
-		"access_key": "AKIDRELIABILITY", "secret_key": "reliability-secret-key",
-	}
+	storage := s3Storage(s3.srv.URL, bucket)
 	s.api("PUT", "/v1/"+project+"/record/domains/"+domain, map[string]any{"delete_after_upload": true, "storage": storage})
 	video, err := os.ReadFile(filepath.Join("..", "media", "testdata", "video.flv"))
 	if err != nil {

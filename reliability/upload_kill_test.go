@@ -118,6 +118,50 @@ func (s *server) nginxHook(call string, fields ...string) {
 	}
 }
 
+// recordingServer starts livehooks reading recorder files from recDir,
+// with a hook secret.
+func recordingServer(t *testing.T, recDir string) *server {
+	t.Helper()
+	s := newServer(t, t.TempDir(), "--record-dir", recDir, "--ingest-secret", project+":rel-ingest-secret")
+	s.start()
+	return s
+}
+
+// s3Storage is a domain's storage settings for bucket on the S3 endpoint
+// at url (http://host:port).
+func s3Storage(url, bucket string) map[string]any {
+	return map[string]any{
+		"endpoint": strings.TrimPrefix(url, "http://"), "secure": false, "region": "us-east-1", "bucket": bucket,
+		"access_key": "AKIDRELIABILITY", "secret_key": "reliability-secret-key",
+	}
+}
+
+// bodies is a receiver that keeps the JSON bodies of the callbacks it gets.
+type bodies struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []map[string]any
+}
+
+func newBodies(t *testing.T) *bodies {
+	b := &bodies{}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		b.mu.Lock()
+		b.got = append(b.got, m)
+		b.mu.Unlock()
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *bodies) all() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]map[string]any(nil), b.got...)
+}
+
 // TestKillMidUpload: nginx-rtmp reports a finished file, livehooks answers
 // at once and uploads it to S3, whose PUT hangs; livehooks is killed with
 // SIGKILL in the middle of the upload. After the restart the upload runs
@@ -127,27 +171,13 @@ func TestKillMidUpload(t *testing.T) {
 	t.Parallel()
 	const bucket = "recordings"
 	s3 := newStallingS3(t, bucket)
-	var (
-		mu       sync.Mutex
-		complete []map[string]any
-	)
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		complete = append(complete, m)
-		mu.Unlock()
-	}))
-	t.Cleanup(rcv.Close)
-
+	rcv := newBodies(t)
 	recDir := t.TempDir()
-	s := newServer(t, t.TempDir(), "--record-dir", recDir, "--ingest-secret", project+":rel-ingest-secret")
-	s.start()
-	s.createConfig("live", rcv.URL)
-	s.api("PUT", "/v1/"+project+"/record/domains/"+domain, map[string]any{"storage": map[string]any{
-		"endpoint": strings.TrimPrefix(s3.srv.URL, "http://"), "secure": false, "region": "us-east-1", "bucket": bucket, "prefix": "rec",
-		"access_key": "AKIDRELIABILITY", "secret_key": "reliability-secret-key",
-	}})
+	s := recordingServer(t, recDir)
+	s.createConfig("live", rcv.srv.URL)
+	storage := s3Storage(s3.srv.URL, bucket)
+	storage["prefix"] = "rec"
+	s.api("PUT", "/v1/"+project+"/record/domains/"+domain, map[string]any{"storage": storage})
 	video, err := os.ReadFile(filepath.Join("..", "media", "testdata", "video.flv"))
 	if err != nil {
 		t.Fatal(err)
@@ -173,13 +203,7 @@ func TestKillMidUpload(t *testing.T) {
 	s.start()
 
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(complete)
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
+	for len(rcv.all()) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no RECORD_FILE_COMPLETE after the restart")
 		}
@@ -187,8 +211,7 @@ func TestKillMidUpload(t *testing.T) {
 	}
 	// A second callback would come within moments: give it the time.
 	time.Sleep(2 * time.Second)
-	mu.Lock()
-	defer mu.Unlock()
+	complete := rcv.all()
 	if len(complete) != 1 {
 		t.Fatalf("%d callbacks, want 1: %v", len(complete), complete)
 	}

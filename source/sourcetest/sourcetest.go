@@ -38,7 +38,6 @@ type memJob struct {
 	j          livehooks.FileJob
 	owner      string
 	leaseUntil time.Time
-	kept       string // the event a finished job is kept for
 }
 
 var (

@@ -95,9 +95,6 @@ func (f *flushing) writeFileJobs() {
 	}
 }
 
-const fileJobColumns = `id, project_id, publish_domain, app, stream, path, duration_us, finished_at,
-	attempts, next_attempt, last_error, created_at`
-
 // claimFileJobsSQL leases the due head job of each stream: a stream's later
 // jobs wait for the head, whatever their own due time. Jobs another node is
 // claiming at the same moment are skipped.
