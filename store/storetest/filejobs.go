@@ -89,6 +89,57 @@ var fileJobTests = map[string]func(t *testing.T, s livehooks.Store){
 		}
 		want(claim("n1", at(151)), "/rec/b1.flv", "/rec/a2.flv")
 	},
+	// Nodes claiming at the same time never get the same job.
+	"ConcurrentClaims": func(t *testing.T, s livehooks.Store) {
+		const n = 40
+		write(t, s, func(tx livehooks.OutboxTx) error {
+			for i := range n {
+				k := livehooks.StreamKey{ProjectID: "p", PublishDomain: "d.example.com", App: "live", Stream: fmt.Sprintf("s%d", i)}
+				if err := tx.AddFileJob(ctx, "gone", at(0), time.Second, &livehooks.FileJob{StreamKey: k, Path: "/rec/f.flv", FinishedAt: at(0)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		type claim struct {
+			node string
+			ids  []int64
+			err  error
+		}
+		out := make(chan claim)
+		for _, node := range []string{"n1", "n2", "n3"} {
+			go func() {
+				c := claim{node: node}
+				for range 5 {
+					js, err := s.ClaimFileJobs(ctx, node, at(10), time.Minute, n)
+					if err != nil {
+						c.err = err
+						break
+					}
+					for _, j := range js {
+						c.ids = append(c.ids, j.ID)
+					}
+				}
+				out <- c
+			}()
+		}
+		owner := map[int64]string{}
+		for range 3 {
+			c := <-out
+			if c.err != nil {
+				t.Fatal(c.err)
+			}
+			for _, id := range c.ids {
+				if o, ok := owner[id]; ok && o != c.node {
+					t.Fatalf("job %d claimed by %s and %s", id, o, c.node)
+				}
+				owner[id] = c.node
+			}
+		}
+		if len(owner) != n {
+			t.Fatalf("%d jobs claimed, want %d", len(owner), n)
+		}
+	},
 	// A job finished with its event stays, no longer worked, until deleted,
 	// and tells how that event's deliveries went.
 	"FinishedJobs": func(t *testing.T, s livehooks.Store) {
