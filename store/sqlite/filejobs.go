@@ -60,9 +60,21 @@ const claimFileJobsSQL = `UPDATE file_jobs SET owner = ?1, lease_until = ?2
 		ORDER BY j.id LIMIT ?4)
 	RETURNING ` + fileJobColumns
 
+const dueFileJobsSQL = `SELECT EXISTS (SELECT 1 FROM file_jobs
+	WHERE done_event = '' AND next_attempt <= ?2 AND (owner IS NULL OR owner = ?1 OR lease_until <= ?2))`
+
 // ClaimFileJobs leases due jobs to node.
 func (db *DB) ClaimFileJobs(ctx context.Context, node string, now time.Time, lease time.Duration, max int) ([]*livehooks.FileJob, error) {
 	if max <= 0 {
+		return nil, nil
+	}
+	// Workers poll: look on a read connection first, so that an empty poll
+	// costs neither the write connection nor an fsync.
+	var due bool
+	if err := db.read.QueryRowContext(ctx, dueFileJobsSQL, node, micros(now)).Scan(&due); err != nil {
+		return nil, fmt.Errorf("sqlite: claim file jobs: %w", err)
+	}
+	if !due {
 		return nil, nil
 	}
 	var jobs []*livehooks.FileJob
