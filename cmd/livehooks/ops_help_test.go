@@ -29,6 +29,10 @@ func TestOperationsHelpAndMisuse(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
+	// A data directory in use: its store has a write-ahead log.
+	live := t.TempDir()
+	srv := start(t, nil, "serve", "--listen", "127.0.0.1:0", "--data-dir", live, "--dev", "--log-format", "json")
+	srv.serveAddr(t)
 	pg := map[string]string{"LIVEHOOKS_DATABASE_URL": "postgres://x@127.0.0.1/db"}
 	for _, tc := range []struct {
 		args []string
@@ -41,6 +45,7 @@ func TestOperationsHelpAndMisuse(t *testing.T) {
 		{[]string{"restore"}, nil, "give the backup to restore"},
 		{[]string{"restore", "b.db"}, pg, "pg_restore"},
 		{[]string{"restore", filepath.Join(dir, "missing.db"), "--data-dir", dir}, nil, "missing.db is not a backup file"},
+		{[]string{"restore", filepath.Join(live, "livehooks.db"), "--data-dir", dir}, nil, "not a backup"},
 		{[]string{"migrate-store", "--to", dir}, nil, "needs --from and --to"},
 		{[]string{"migrate-store", "--from", "postgres://a@h/x", "--to", "postgresql://b@h/y"}, nil, "both PostgreSQL"},
 	} {

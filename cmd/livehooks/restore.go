@@ -50,6 +50,9 @@ func restore(ctx context.Context, e *env, dataDir, file string, force bool) erro
 	if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
 		return fmt.Errorf("restore: %s is not a backup file (write one with livehooks backup)", file)
 	}
+	if fileExists(file + "-wal") {
+		return fmt.Errorf("restore: %s has a write-ahead log beside it (%s-wal): it is a store in use or a file copy of one, not a backup; copy it with livehooks backup", file, file)
+	}
 	summary, err := sqlite.Inspect(ctx, file)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
