@@ -42,7 +42,7 @@ type Options struct {
 	// last segment, SRS sends the last on_dvr after on_unpublish.
 	LateFileGrace time.Duration
 	// JobLease is how long a file job stays with the node that stored it
-	// before another node may take it (default 30 s).
+	// before another node may take it (default 10 s).
 	JobLease time.Duration
 }
 
@@ -81,7 +81,7 @@ func New(o Options) *Machine {
 		o.LateFileGrace = 2 * time.Second
 	}
 	if o.JobLease <= 0 {
-		o.JobLease = 30 * time.Second
+		o.JobLease = 10 * time.Second
 	}
 	return &Machine{o: o, ids: randomIDs{}, settings: map[string]cachedSettings{}}
 }

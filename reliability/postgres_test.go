@@ -13,15 +13,15 @@ import (
 
 // newPostgresNodes starts n livehooks nodes on one fresh PostgreSQL database,
 // with the same master key (sealed callback keys open on every node) and
-// distinct node ids, each on a data directory of its own.
-func newPostgresNodes(t *testing.T, n int) []*server {
+// distinct node ids, each on a data directory of its own, and args.
+func newPostgresNodes(t *testing.T, n int, args ...string) []*server {
 	t.Helper()
 	dbURL := pgtest.Database(t)
 	var key [32]byte
 	_, _ = rand.Read(key[:])
 	nodes := make([]*server, n)
 	for i := range nodes {
-		s := newServer(t, t.TempDir(), "--database-url", dbURL, "--node-id", "node-"+string(rune('a'+i)))
+		s := newServer(t, t.TempDir(), append([]string{"--database-url", dbURL, "--node-id", "node-" + string(rune('a'+i))}, args...)...)
 		s.env = []string{"LIVEHOOKS_MASTER_KEY=" + hex.EncodeToString(key[:])}
 		s.start()
 		nodes[i] = s

@@ -226,3 +226,53 @@ func TestKillMidUpload(t *testing.T) {
 		t.Fatal("the object differs from the file")
 	}
 }
+
+// TestNodeKilledMidUploadPostgres: two nodes share PostgreSQL and the
+// record directory; the node that answered record_done is killed with
+// SIGKILL in the middle of the upload, and the other node takes the file's
+// job over once its lease runs out: the callback arrives once, with the
+// object's URL.
+func TestNodeKilledMidUploadPostgres(t *testing.T) {
+	t.Parallel()
+	const bucket = "recordings"
+	s3 := newStallingS3(t, bucket)
+	rcv := newBodies(t)
+	recDir := t.TempDir()
+	nodes := newPostgresNodes(t, 2, "--record-dir", recDir, "--ingest-secret", project+":rel-ingest-secret")
+	a, b := nodes[0], nodes[1]
+	a.createConfig("live", rcv.srv.URL)
+	a.api("PUT", "/v1/"+project+"/record/domains/"+domain, map[string]any{"storage": s3Storage(s3.srv.URL, bucket)})
+	video, err := os.ReadFile(filepath.Join("..", "media", "testdata", "video.flv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(recDir, "cam-1.flv")
+	if err := os.WriteFile(file, video, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.nginxHook("publish")
+	a.nginxHook("record_done", "path="+file)
+	select {
+	case <-s3.hung:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no upload started")
+	}
+	a.kill()
+	s3.release()
+
+	deadline := time.Now().Add(40 * time.Second)
+	for len(rcv.all()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no RECORD_FILE_COMPLETE from the other node\n%s", b.log.tail(4<<10))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	complete := rcv.all()
+	if len(complete) != 1 || complete[0]["download_url"] != s3.srv.URL+"/"+bucket+"/live/cam/cam-1.flv" {
+		t.Fatalf("callbacks %v", complete)
+	}
+	if !bytes.Equal(s3.object(t, bucket, "live/cam/cam-1.flv"), video) {
+		t.Fatal("the object differs from the file")
+	}
+}

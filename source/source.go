@@ -65,7 +65,7 @@ type Options struct {
 	// FileWorkers bounds the jobs worked at once (default 4); JobPoll is how
 	// often jobs are looked for besides the wake-ups of FileDone (default
 	// 1 s); JobLease is how long a job stays claimed without a renewal
-	// (default 30 s).
+	// (default 10 s).
 	FileWorkers int
 	JobPoll     time.Duration
 	JobLease    time.Duration
@@ -118,7 +118,7 @@ func New(o Options) (*Source, error) {
 		o.JobPoll = time.Second
 	}
 	if o.JobLease <= 0 {
-		o.JobLease = 30 * time.Second
+		o.JobLease = 10 * time.Second
 	}
 	if o.MaxUploadBackoff <= 0 {
 		o.MaxUploadBackoff = 5 * time.Minute
