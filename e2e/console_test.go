@@ -27,7 +27,8 @@ import (
 const consoleToken = "consoletoken0123456789abcdefghij"
 
 // flakyReceiver answers 200, except for streams that start with "bad-" while
-// failing is set: those get 400 (a failure that is not retried).
+// failing is set: those get 400 (a failure that is not retried), and
+// streams that start with "gone-": 410, which disables the config.
 type flakyReceiver struct {
 	srv     *httptest.Server
 	failing atomic.Bool
@@ -48,6 +49,10 @@ func newFlakyReceiver(t *testing.T) *flakyReceiver {
 		r.mu.Lock()
 		r.got = append(r.got, m.EventType+" "+m.Stream)
 		r.mu.Unlock()
+		if strings.HasPrefix(m.Stream, "gone-") {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
 		if strings.HasPrefix(m.Stream, "bad-") && r.failing.Load() {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = io.WriteString(w, `{"error":"stream refused by the receiver"}`)
@@ -422,6 +427,36 @@ func TestConsole(t *testing.T) {
 		b.check("recordings")
 		if got := string(lh.api(t, "GET", "/v1/p1/record/domains/push.example.com", consoleToken, nil, http.StatusOK)); !strings.Contains(got, `"max_pause_seconds":60`) {
 			t.Errorf("settings not saved: %s", got)
+		}
+		b.run("delete settings",
+			click("#domain-delete"),
+			visible("#confirm-ok"),
+			click("#confirm-ok"),
+			waitText("#domain-settings", "no settings yet"))
+		lh.api(t, "GET", "/v1/p1/record/domains/push.example.com", consoleToken, nil, http.StatusNotFound)
+	})
+
+	t.Run("disabled by 410 and enabled again", func(t *testing.T) {
+		b.t = t
+		post("gone-cam", "RECORD_FILE_COMPLETE")
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(string(lh.api(t, "GET", "/v1/p1/record/callbacks/"+configID, consoleToken, nil, http.StatusOK)), "disabled_reason") {
+			if time.Now().After(deadline) {
+				t.Fatal("the config was not disabled by the 410")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.run("see why",
+			chromedp.Navigate(lh.base+"/console/#/configs/"+configID),
+			waitText("main .notice", "Deliveries to this config are stopped"),
+			waitText("main .notice", "410"))
+		b.check("config-disabled")
+		b.run("enable again",
+			click("#reenable"),
+			chromedp.Poll[chromedp.Void](`!document.querySelector("#reenable")`),
+			waitText("#page-title", "Config push.example.com"))
+		if got := string(lh.api(t, "GET", "/v1/p1/record/callbacks/"+configID, consoleToken, nil, http.StatusOK)); strings.Contains(got, "disabled_reason") {
+			t.Errorf("still disabled: %s", got)
 		}
 	})
 

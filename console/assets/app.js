@@ -764,7 +764,8 @@ function domainSettingsForm(domain, s) {
       h("div", { class: "checks" },
         h("label", {}, h("input", { type: "checkbox", id: "storage.secure", checked: st.secure }), "HTTPS"),
         h("label", {}, h("input", { type: "checkbox", id: "storage.presign", checked: st.presign }), "Presigned download URLs"))),
-    h("div", { class: "actions" }, h("button", { type: "submit", id: "domain-save" }, "Save settings")));
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "domain-save" }, "Save settings"),
+      s.create_time ? h("button", { type: "button", class: "danger", id: "domain-delete", onclick: () => deleteDomainSettings(domain) }, "Delete settings") : null));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clearErrors(form);
@@ -783,8 +784,11 @@ function domainSettingsForm(domain, s) {
       if (v("storage.secret_key").value) body.storage.secret_key = v("storage.secret_key").value;
     }
     try {
-      await api("PUT", base() + "/domains/" + enc(domain), body);
-      form.querySelector(".actions").append(h("span", { class: "badge ok", role: "status" }, "Saved"));
+      const saved = await api("PUT", base() + "/domains/" + enc(domain), body);
+      const fresh = domainSettingsForm(domain, saved);
+      form.replaceWith(fresh);
+      fresh.querySelector(".actions").append(h("span", { class: "badge ok", role: "status" }, "Saved"));
+      fresh.querySelector("#domain-save").focus();
     } catch (err) {
       if (err.status === 401) return;
       showAPIError(form, err, ["record_format", "max_pause_seconds", "download_url_template", "play_url_template",
@@ -792,6 +796,18 @@ function domainSettingsForm(domain, s) {
     }
   });
   return form;
+}
+
+async function deleteDomainSettings(domain) {
+  const ok = await confirmDialog("Delete the recording settings of " + domain + "? The domain goes back to the defaults (FLV, 30 s pause, no download URL template, no storage).", "Delete settings");
+  if (!ok) { document.getElementById("domain-delete").focus(); return; }
+  try {
+    await api("DELETE", base() + "/domains/" + enc(domain));
+    announce("Settings deleted.");
+    recordingsPage();
+  } catch (err) {
+    if (err.status !== 401) main().prepend(errorNotice(err));
+  }
 }
 
 // ---------- start ----------
