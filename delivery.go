@@ -125,6 +125,8 @@ type DeliveryFilter struct {
 	// of the previous page), 0 for no bound. A page then costs an index walk
 	// from there, however deep it is.
 	BeforeID int64
+	// MinID keeps deliveries with ids at or above it, 0 for no bound.
+	MinID int64
 	// NoTotal skips counting the matches (FindDeliveries returns -1), which
 	// costs a scan of every match.
 	NoTotal bool

@@ -29,13 +29,15 @@ func (s *Server) handleFeed() http.Handler {
 		items, lost, cancel := s.feed.Subscribe(r.PathValue("project_id"))
 		defer cancel()
 		rc := http.NewResponseController(w)
+		// The server's read and write timeouts are for requests, not for
+		// a feed that lasts as long as its page.
+		_ = rc.SetReadDeadline(time.Time{})
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
 		write := func(chunk []byte) bool {
-			// The server's write timeout is for requests, not for a feed.
 			_ = rc.SetWriteDeadline(time.Now().Add(2 * feedHeartbeat))
 			if _, err := w.Write(chunk); err != nil {
 				return false

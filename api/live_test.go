@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -18,11 +19,11 @@ type sseEvent struct {
 }
 
 // openFeed reads the project's live feed into a channel until the test ends.
-func openFeed(t *testing.T, fs *fullServer) <-chan sseEvent {
+func openFeed(t *testing.T, base string) <-chan sseEvent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", fs.URL+"/v1/proja/record/feed", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/proja/record/feed", nil)
 	req.Header.Set("X-Auth-Token", tokenA)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -71,7 +72,13 @@ func TestLiveFeedAndDestinations(t *testing.T) {
 	t.Parallel()
 	fs := newFullServer(t)
 	c := create(t, fs.testServer, with(validConfig(), "notify_callback_url", fs.receiver.URL+"/cb", "key", testKey))
-	feed := openFeed(t, fs)
+	// Served with read and write timeouts, as serve does: a feed outlives them.
+	timed := httptest.NewUnstartedServer(fs.Config.Handler)
+	timed.Config.ReadTimeout, timed.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	timed.Start()
+	t.Cleanup(timed.Close) // after the feed's request ends (cleanups run last first)
+	feed := openFeed(t, timed.URL)
+	time.Sleep(700 * time.Millisecond) // past both timeouts
 	ingest := func(domain, stream string) {
 		t.Helper()
 		r := fs.do(t, "POST", eventsPath, tokenA, `{"event_type":"RECORD_FILE_COMPLETE","publish_domain":"`+domain+`","app":"live","stream":"`+stream+`"}`)

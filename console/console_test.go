@@ -352,3 +352,26 @@ func TestPagesAreServedFromTheBinary(t *testing.T) {
 }
 
 func mustURL(s string) *url.URL { u, _ := url.Parse(s); return u }
+
+// TestDevSignInAsksForAProjectOnly: with --dev the API checks no credential;
+// the console signs in to a project without one.
+func TestDevSignInAsksForAProjectOnly(t *testing.T) {
+	cons, err := console.New(console.Options{Dev: true, MasterKey: bytes.Repeat([]byte{9}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(cons)
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	if a := do(t, c, "GET", srv.URL+"/console/session", nil, nil); a.status != 401 || a.body["dev"] != true {
+		t.Fatalf("session before sign-in: %d %v", a.status, a.body)
+	}
+	a := do(t, c, "POST", srv.URL+"/console/session", map[string]string{"project_id": "p1"}, nil)
+	if a.status != 200 || a.body["dev"] != true || a.body["project_id"] != "p1" {
+		t.Fatalf("dev sign-in: %d %v", a.status, a.body)
+	}
+	if a := do(t, c, "GET", srv.URL+"/console/session", nil, nil); a.status != 200 || a.body["principal"] != "dev" {
+		t.Fatalf("dev session: %d %v", a.status, a.body)
+	}
+}

@@ -529,6 +529,9 @@ async function deliveryList() {
     h("thead", {}, h("tr", {}, ["ID", "Created", "Config", "Event", "Stream", "Status", "Attempts", "Last HTTP status", "Last error"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9 }, "No delivery matches.")))));
   const nav = h("div", { class: "actions" });
+  if (data.next_before && data.deliveries.length < 50) {
+    nav.append(h("p", { class: "muted", id: "short-page" }, "Each page looks at a window of 5,000 delivery ids; this one found " + data.deliveries.length + ". Older searches further back."));
+  }
   if (before) nav.append(h("a", { class: "button secondary", href: "#/deliveries" + query(params) }, "Newest"));
   if (data.next_before) nav.append(h("a", { class: "button secondary", id: "older", href: "#/deliveries" + query({ ...params, before: data.next_before }) }, "Older"));
   main().append(nav);

@@ -109,6 +109,9 @@ func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([
 	if f.BeforeID > 0 {
 		add("d.id < $%d", f.BeforeID)
 	}
+	if f.MinID > 0 {
+		add("d.id >= $%d", f.MinID)
+	}
 	cond := ""
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")

@@ -124,6 +124,9 @@ func findDeliveriesSQL(f livehooks.DeliveryFilter) (countSQL, pageSQL string, ar
 	if f.BeforeID > 0 {
 		add("d.id < ?", f.BeforeID)
 	}
+	if f.MinID > 0 {
+		add("d.id >= ?", f.MinID)
+	}
 	cond := ""
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")

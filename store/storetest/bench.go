@@ -47,6 +47,39 @@ func BenchBacklog(b *testing.B, s livehooks.Store, configID string, rows int, no
 			}
 		}
 	})
+	// The console's delivery log: keyset pages (no count) deep in the log,
+	// filtered by what an operator looks for. Each must stay flat too.
+	var mid int64
+	if ds, _, err := s.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p1", Limit: 1, Offset: rows / 2}); err != nil || len(ds) != 1 {
+		b.Fatal(len(ds), err)
+	} else {
+		mid = ds[0].ID
+	}
+	// The API bounds each page to a window of 5000 ids (api.scanWindow) and
+	// seeks times by binary search on ids (one-row seeks): a filter that
+	// matches nothing costs one window, not a walk of the whole log.
+	for _, page := range []struct {
+		name  string
+		f     livehooks.DeliveryFilter
+		limit int
+		want  int // rows the page must find; 0 when none match
+	}{
+		{"LogPageDeep", livehooks.DeliveryFilter{ConfigID: configID, BeforeID: mid}, 20, 20},
+		{"LogPageStream", livehooks.DeliveryFilter{Stream: "s7", BeforeID: mid}, 20, 20},
+		{"LogSeek", livehooks.DeliveryFilter{ConfigID: configID, BeforeID: mid}, 1, 1},
+		{"LogPageStatusNoneInWindow", livehooks.DeliveryFilter{Status: livehooks.DeliveryFailed, BeforeID: mid, MinID: mid - 5000}, 20, 0},
+		{"LogPageStatusNoneUnbounded", livehooks.DeliveryFilter{Status: livehooks.DeliveryFailed}, 20, 0},
+	} {
+		b.Run(page.name, func(b *testing.B) {
+			f := page.f
+			f.ProjectID, f.Limit, f.NoTotal = "p1", page.limit, true
+			for b.Loop() {
+				if ds, _, err := s.FindDeliveries(ctx, f); err != nil || len(ds) != page.want {
+					b.Fatal(len(ds), err)
+				}
+			}
+		})
+	}
 	b.Run("Enqueue100", func(b *testing.B) {
 		events := make([]*livehooks.Event, 100)
 		for b.Loop() {

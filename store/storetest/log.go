@@ -84,6 +84,8 @@ var logTests = map[string]func(t *testing.T, s livehooks.Store){
 		equal(t, "no total", total, -1)
 		got, _ = find(livehooks.DeliveryFilter{BeforeID: all[2].ID, Stream: "s0", Limit: 2, NoTotal: true})
 		equalSlice(t, "before id with a filter", got, rev(all[0]))
+		got, _ = find(livehooks.DeliveryFilter{BeforeID: all[5].ID, MinID: all[2].ID, NoTotal: true})
+		equalSlice(t, "id window", got, rev(all[2], all[3], all[4]))
 		ds, total, err := s.FindDeliveries(ctx, livehooks.DeliveryFilter{ProjectID: "p3"})
 		if err != nil || len(ds) != 0 || total != 0 {
 			t.Fatalf("unknown project: %v %d %v", ds, total, err)
