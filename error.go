@@ -13,6 +13,7 @@ const (
 	ECONFLICT     = "conflict"     // duplicate (project, domain, app): 400 as Huawei answers
 	EUNAUTHORIZED = "unauthorized" // missing or bad credentials: 401
 	EFORBIDDEN    = "forbidden"    // credential not bound to the project: 403
+	EDENIED       = "denied"       // a refused link, whoever holds it (unsigned, altered, expired): 403
 	ETOOLARGE     = "too_large"    // request body over the cap: 413
 	ETOOMANY      = "too_many"     // too many concurrent requests of one kind: 429
 	EUNAVAILABLE  = "unavailable"  // store cannot accept writes now: 503

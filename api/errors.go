@@ -12,6 +12,7 @@ const (
 	codeRequestIllegal = "LIVE.100011001" // bad input and missing resources, as the seeds answer
 	codeBadAuth        = "APIGW.0301"     // incorrect IAM authentication information
 	codeForbidden      = "APIGW.0302"     // the credential may not act on this project
+	codeDenied         = "LIVE.100011403" // a download link that is unsigned, altered or expired
 	codeNoSuchAPI      = "APIGW.0101"     // the API does not exist
 	codeThrottled      = "APIGW.0308"     // the throttling threshold has been reached
 	codeUnavailable    = "LIVE.100011503" // the store cannot take writes now
@@ -39,6 +40,8 @@ func huaweiError(err error) (int, errorBody) {
 		return http.StatusUnauthorized, errorBody{codeBadAuth, "Incorrect IAM authentication information: " + msg}
 	case livehooks.EFORBIDDEN:
 		return http.StatusForbidden, errorBody{codeForbidden, "The credential is not authorized for this project: " + msg}
+	case livehooks.EDENIED:
+		return http.StatusForbidden, errorBody{codeDenied, "Access denied: " + msg}
 	case livehooks.ETOOMANY:
 		return http.StatusTooManyRequests, errorBody{codeThrottled, "The throttling threshold has been reached: " + msg}
 	case livehooks.EUNAVAILABLE:

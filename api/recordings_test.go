@@ -17,7 +17,7 @@ func (r *recordings) ServeRecording(w http.ResponseWriter, req *http.Request, pr
 	r.project, r.path = projectID, filePath
 	switch filePath {
 	case "/rec/expired.flv":
-		return livehooks.Errorf(livehooks.EFORBIDDEN, "the download link expired at 2026-01-01T00:00:00Z")
+		return livehooks.Errorf(livehooks.EDENIED, "the download link expired at 2026-01-01T00:00:00Z")
 	case "/rec/gone.flv":
 		return livehooks.Errorf(livehooks.ENOTFOUND, "no such recording, or it was removed")
 	}
@@ -51,7 +51,7 @@ func TestRecordingsRoute(t *testing.T) {
 	}
 	for path, want := range map[string]int{"/recordings/p1/rec/expired.flv": 403, "/recordings/p1/rec/gone.flv": 404} {
 		code, body, raw := get(srv, "GET", path)
-		if code != want || body["error_code"] != "APIGW.0302" && body["error_code"] != "LIVE.100011001" || body["error_msg"] == "" {
+		if code != want || body["error_code"] != map[int]string{403: "LIVE.100011403", 404: "LIVE.100011001"}[want] || body["error_msg"] == "" {
 			t.Errorf("%s: %d %s", path, code, raw)
 		}
 	}

@@ -129,7 +129,7 @@ func (s *Server) url(l Link) string {
 
 // ServeRecording answers GET or HEAD of a download link: filePath is the
 // URL path after /recordings/{project_id}, decoded (it starts with "/").
-// An error comes before anything is written: EFORBIDDEN for an unsigned,
+// An error comes before anything is written: EDENIED for an unsigned,
 // altered or expired link, ENOTFOUND for a file that is gone or outside the
 // project's record directories.
 func (s *Server) ServeRecording(w http.ResponseWriter, r *http.Request, projectID, filePath string) error {
@@ -162,8 +162,8 @@ func (s *Server) count(outcome string, n int64) {
 
 var (
 	errNotFound  = livehooks.Errorf(livehooks.ENOTFOUND, "no such recording, or it was removed")
-	errForbidden = livehooks.Errorf(livehooks.EFORBIDDEN, "the download link is not signed: use the download_url of the callback as it is")
-	errAltered   = livehooks.Errorf(livehooks.EFORBIDDEN, "the download link's signature does not match: the link was altered")
+	errForbidden = livehooks.Errorf(livehooks.EDENIED, "the download link is not signed: use the download_url of the callback as it is")
+	errAltered   = livehooks.Errorf(livehooks.EDENIED, "the download link's signature does not match: the link was altered")
 )
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, projectID, filePath string) (outcome string, err error) {
@@ -175,7 +175,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, projectID, filePa
 	case errors.Is(err, errUnsigned):
 		return "unsigned", errForbidden
 	case errors.Is(err, errExpired):
-		return "expired", livehooks.Errorf(livehooks.EFORBIDDEN, "the download link expired at %s", livehooks.FormatTime(l.Expires))
+		return "expired", livehooks.Errorf(livehooks.EDENIED, "the download link expired at %s", livehooks.FormatTime(l.Expires))
 	case err != nil:
 		return "bad_signature", errAltered
 	}

@@ -112,7 +112,7 @@ func handler(s *Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := s.ServeRecording(w, r, r.PathValue("project_id"), "/"+r.PathValue("path"))
 		if err != nil {
-			status := map[string]int{livehooks.EFORBIDDEN: 403, livehooks.ENOTFOUND: 404}[livehooks.ErrorCode(err)]
+			status := map[string]int{livehooks.EDENIED: 403, livehooks.ENOTFOUND: 404}[livehooks.ErrorCode(err)]
 			if status == 0 {
 				status = 500
 			}
