@@ -481,6 +481,14 @@ func TestConsole(t *testing.T) {
 		lh.api(t, "GET", "/v1/p1/record/callbacks/"+configID, consoleToken, nil, http.StatusOK)
 	})
 
+	t.Run("no delivery explained", func(t *testing.T) {
+		b.t = t
+		b.run("empty log",
+			chromedp.Navigate(lh.base+"/console/#/deliveries?stream=nobody"),
+			waitText("#no-delivery-hint", "no config took it"))
+		b.check("deliveries-none")
+	})
+
 	t.Run("forged requests are refused", func(t *testing.T) {
 		b.t = t
 		// From the console's own page, a request without the CSRF header.

@@ -528,6 +528,12 @@ async function deliveryList() {
     h("caption", {}, "Newest first" + (before ? ", older than delivery " + before : "")),
     h("thead", {}, h("tr", {}, ["ID", "Created", "Config", "Event", "Stream", "Status", "Attempts", "Last HTTP status", "Last error"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9 }, "No delivery matches.")))));
+  if (!rows.length && !data.next_before && !before) {
+    main().append(h("div", { class: "notice", id: "no-delivery-hint" },
+      "No delivery means no callback was ever queued for these filters. Either no event arrived, or no config took it: an event goes to the config of its publish domain with its exact app, else to the domain's * config, and only if that config subscribes to its event type. ",
+      "The ", h("a", { href: "#/live" }, "Live"), " page shows every event as it arrives (\u201cno config matched\u201d when none took it), and ",
+      h("a", { href: "#/recordings" }, "Recordings"), " lists the events stored per domain."));
+  }
   const nav = h("div", { class: "actions" });
   if (data.next_before && data.deliveries.length < 50) {
     nav.append(h("p", { class: "muted", id: "short-page" }, "Each page looks at a window of 5,000 delivery ids; this one found " + data.deliveries.length + ". Older searches further back."));
