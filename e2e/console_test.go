@@ -272,6 +272,10 @@ func TestConsole(t *testing.T) {
 			setValue("#project_id", "p1"), setValue("#token", "not-the-token"),
 			click("#signin-submit"),
 			waitText(".signin-error", "Sign-in failed"))
+		// Only the chosen credential's fields, and no sign-out, are shown.
+		if shown := eval[string](b, "visible fields", `[...document.querySelectorAll("input, button")].filter(e => e.offsetParent !== null).map(e => e.id || e.value).join(" ")`); shown != "project_id token aksk token signin-submit" {
+			t.Errorf("visible on the sign-in page: %q", shown)
+		}
 		b.check("signin-error")
 	})
 
