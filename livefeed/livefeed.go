@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livehooks/livehooks"
@@ -100,6 +101,10 @@ type Feed struct {
 	o  Options
 	in chan []Item
 
+	// watched counts subscriptions: with none, OnCommit builds only the
+	// attempts the destination charts count.
+	watched atomic.Int32
+
 	mu      sync.Mutex
 	subs    map[*sub]struct{}
 	stats   map[destKey]*destStats
@@ -144,8 +149,26 @@ func New(o Options) *Feed {
 // groupcommit.Options.OnCommit with Observe set). It copies what it needs
 // at once: the dispatcher owns the deliveries after it.
 func (f *Feed) OnCommit(effects []groupcommit.Effect) {
-	now := livehooks.FormatTime(f.o.Clock.Now())
+	watched := f.watched.Load() > 0
 	var items []Item
+	// Attempts first: when a huge commit is cut at maxPerBatch, the charts
+	// still count every attempt that fits.
+	for _, e := range effects {
+		for _, r := range e.Results {
+			d := r.Delivery
+			items = append(items, Item{ProjectID: d.ProjectID, Delivery: &DeliveryItem{
+				Time: livehooks.FormatTime(r.Attempt.At), Kind: "attempt", DeliveryID: strconv.FormatInt(d.ID, 10), CallbackID: d.ConfigID,
+				EventType: string(d.EventType), Stream: d.Stream, Status: string(statusAfter(r.Outcome)), Attempt: r.Attempt.N,
+				StatusCode: r.Attempt.StatusCode, LatencyMS: float64(r.Attempt.Latency.Microseconds()) / 1000,
+				Error: r.Attempt.Error, Reason: r.Reason,
+			}})
+		}
+	}
+	if !watched {
+		f.send(items)
+		return
+	}
+	now := livehooks.FormatTime(f.o.Clock.Now())
 	for _, e := range effects {
 		counts := map[string]int{}
 		for _, d := range e.Created {
@@ -161,16 +184,12 @@ func (f *Feed) OnCommit(effects []groupcommit.Effect) {
 				Stream: ev.Stream, TaskID: ev.TaskID, JobID: ev.JobID, Deliveries: counts[ev.ID],
 			}})
 		}
-		for _, r := range e.Results {
-			d := r.Delivery
-			items = append(items, Item{ProjectID: d.ProjectID, Delivery: &DeliveryItem{
-				Time: livehooks.FormatTime(r.Attempt.At), Kind: "attempt", DeliveryID: strconv.FormatInt(d.ID, 10), CallbackID: d.ConfigID,
-				EventType: string(d.EventType), Stream: d.Stream, Status: string(statusAfter(r.Outcome)), Attempt: r.Attempt.N,
-				StatusCode: r.Attempt.StatusCode, LatencyMS: float64(r.Attempt.Latency.Microseconds()) / 1000,
-				Error: r.Attempt.Error, Reason: r.Reason,
-			}})
-		}
 	}
+	f.send(items)
+}
+
+// send hands a commit's items to Run without blocking the committer.
+func (f *Feed) send(items []Item) {
 	if len(items) == 0 {
 		return
 	}
@@ -309,6 +328,7 @@ func (f *Feed) Subscribe(project string) (items <-chan Item, lost func() bool, c
 		return s.ch, func() bool { return false }, func() {}
 	}
 	f.subs[s] = struct{}{}
+	f.watched.Add(1)
 	lost = func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -321,6 +341,7 @@ func (f *Feed) Subscribe(project string) (items <-chan Item, lost func() bool, c
 		defer f.mu.Unlock()
 		if _, ok := f.subs[s]; ok {
 			delete(f.subs, s)
+			f.watched.Add(-1)
 			close(s.ch)
 		}
 	}
@@ -335,6 +356,7 @@ func (f *Feed) Close() {
 	f.closed = true
 	for s := range f.subs {
 		delete(f.subs, s)
+		f.watched.Add(-1)
 		close(s.ch)
 	}
 }

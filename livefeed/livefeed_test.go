@@ -118,3 +118,39 @@ func TestFeedAndDestinations(t *testing.T) {
 	for range items {
 	}
 }
+
+// With nobody watching, a commit's events and queued deliveries are not
+// built, but its attempts still reach the destination charts; a watcher
+// sees events from its subscription on.
+func TestUnwatchedFeedStillCharts(t *testing.T) {
+	now := time.Date(2026, 5, 6, 7, 8, 30, 0, time.UTC)
+	f := livefeed.New(livefeed.Options{Configs: configs{"c1": "https://hooks.example.com/a"}, Clock: &clock{t: now}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.Run(ctx)
+
+	ev := &livehooks.Event{ID: "e1", ProjectID: "p1", Type: livehooks.RecordStart, Stream: "s"}
+	f.OnCommit([]groupcommit.Effect{attempt("p1", "c1", 1, now, 200, livehooks.OutcomeSucceeded), {Events: []*livehooks.Event{ev}}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if ds := f.Destinations("p1"); len(ds) == 1 && ds[0].Minutes[59].Succeeded == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unwatched attempt not charted: %+v", f.Destinations("p1"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	items, _, stop := f.Subscribe("p1")
+	defer stop()
+	f.OnCommit([]groupcommit.Effect{{Events: []*livehooks.Event{{ID: "e2", ProjectID: "p1", Type: livehooks.RecordOver, Stream: "s"}}}})
+	select {
+	case it := <-items:
+		if it.Event == nil || it.Event.EventID != "e2" {
+			t.Fatalf("first item %+v, want event e2 (nothing from before the subscription)", it)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a watched event did not arrive")
+	}
+}
