@@ -41,6 +41,7 @@ import (
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/delivery"
 	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/livefeed"
 	"github.com/livehooks/livehooks/metrics"
 	"github.com/livehooks/livehooks/recording"
 	"github.com/livehooks/livehooks/store/sqlite"
@@ -180,9 +181,10 @@ func run(ctx context.Context) error {
 		defer ts.report()
 		outbox = ts
 	}
+	feed := livefeed.New(livefeed.Options{Configs: store})
 	committer := groupcommit.New(outbox, groupcommit.Options{
-		Node: node, Logger: logger, Metrics: m,
-		OnCommit: func(effects []groupcommit.Effect) { dispatcher.OnCommit(effects) },
+		Node: node, Logger: logger, Metrics: m, Observe: true,
+		OnCommit: func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
 	})
 	dispatcher = delivery.New(delivery.Options{
 		Outbox: store, Writer: committer, Configs: store, Sender: sender, Policy: policy, Node: node,
@@ -192,7 +194,7 @@ func run(ctx context.Context) error {
 	handler, err := api.NewServer(api.Config{
 		Callbacks: store, Auth: verifier, Logger: logger, Hostname: "profserve", Ready: store.Ping,
 		Metrics: m.Handler(), Ingester: machine,
-		Outbox: store, Requeuer: committer, Sender: sender,
+		Outbox: store, Requeuer: committer, Sender: sender, Feed: feed,
 	})
 	if err != nil {
 		return err
@@ -210,6 +212,7 @@ func run(ctx context.Context) error {
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, 15*time.Second) }()
 	go machine.Run(commitCtx)
+	go feed.Run(commitCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var serveErr error
