@@ -9,8 +9,10 @@
 // (502 otherwise). Per-stream order holds because an ingest client waits for
 // the answer before it sends the stream's next event.
 //
-// The bench builds and starts it (bench/relay.go); it imports only the
-// standard library, so it builds whatever state the rest of the tree is in.
+// The bench builds and starts it (bench/relay.go). It builds each callback
+// with livehooks' own code (delivery.Sender.Request: the body of
+// livehooks.Event.Message, auth_sign and the Standard Webhooks headers), so
+// the ceiling does the same encoding and signing work as livehooks.
 //
 //	relay -listen 127.0.0.1:9000 -token TOKEN -key KEY \
 //	    -route r0=CONFIGID=http://127.0.0.1:9001/hook/0 -route r1=…
@@ -18,10 +20,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -35,9 +34,12 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/delivery"
+	"github.com/livehooks/livehooks/signature"
 )
 
 type route struct {
@@ -59,12 +61,11 @@ func (r routes) Set(v string) error {
 }
 
 type relay struct {
-	token    string
-	key      string
-	validity time.Duration
-	routes   routes
-	client   *http.Client
-	bufs     sync.Pool
+	token  string
+	key    string
+	routes routes
+	sender *delivery.Sender // only its Request: the callback livehooks would send
+	client *http.Client
 }
 
 // eventRequest is the ingest API's event (api/events.go), the fields the
@@ -105,7 +106,8 @@ func main() {
 	flag.Parse()
 
 	rl := &relay{
-		token: *token, key: *key, validity: *validity, routes: rt,
+		token: *token, key: *key, routes: rt,
+		sender: delivery.NewSender(delivery.SenderOptions{SignValidity: *validity, UserAgent: "livehooks-bench-relay"}),
 		client: &http.Client{
 			Timeout: *timeout,
 			Transport: &http.Transport{
@@ -166,7 +168,7 @@ func (rl *relay) ingest(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "event_type, app, stream and task_id are required", http.StatusBadRequest)
 			return
 		}
-		id := newEventID()
+		id := livehooks.NewEventID()
 		if e.JobID == "" && (e.EventType == "RECORD_NEW_FILE_START" || e.EventType == "RECORD_FILE_COMPLETE") {
 			sum := sha256.Sum256([]byte(e.PublishDomain + "/" + e.App + "/" + e.Stream))
 			e.JobID = hex.EncodeToString(sum[:16])
@@ -176,7 +178,12 @@ func (rl *relay) ingest(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			continue // no config matches: accepted, nothing to deliver (as livehooks)
 		}
-		if err := rl.forward(r, project, id, rt, e); err != nil {
+		ev, err := e.event(id, project)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := rl.forward(r, rt, ev); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
@@ -190,46 +197,16 @@ func (rl *relay) ingest(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// forward sends one callback, as delivery.Sender does.
-func (rl *relay) forward(r *http.Request, project, eventID string, rt route, e *eventRequest) error {
-	now := time.Now()
-	bp, _ := rl.bufs.Get().(*bytes.Buffer)
-	if bp == nil {
-		bp = new(bytes.Buffer)
-	}
-	defer rl.bufs.Put(bp)
-	bp.Reset()
-	var sign string
-	var expires int64
-	if rl.key != "" {
-		expires = now.Add(rl.validity).Unix()
-		m := hmac.New(sha256.New, []byte(rl.key))
-		for _, s := range [...]string{strconv.FormatInt(expires, 10), e.EventType, e.PublishDomain, e.App, e.Stream, e.DownloadURL, e.PlayURL} {
-			m.Write([]byte(s))
-		}
-		sign = hex.EncodeToString(m.Sum(nil))
-	}
-	message(bp, project, e, sign, expires)
-	body := bp.Bytes()
-
+// forward sends one callback, made as delivery.Sender makes it.
+func (rl *relay) forward(r *http.Request, rt route, ev *livehooks.Event) error {
+	header, body := rl.sender.Request(livehooks.SendRequest{
+		URL: rt.url, Key: rl.key, SignType: signature.HMACSHA256, WebhookID: livehooks.WebhookID(ev.ID, rt.configID), Event: ev, N: 1,
+	}, time.Now())
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, rt.url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256([]byte(eventID + "/" + rt.configID))
-	webhookID := "msg_" + hex.EncodeToString(sum[:16])
-	ts := strconv.FormatInt(now.Unix(), 10)
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", "livehooks-bench-relay")
-	h.Set("webhook-id", webhookID)
-	h.Set("webhook-timestamp", ts)
-	if rl.key != "" {
-		m := hmac.New(sha256.New, []byte(rl.key))
-		m.Write([]byte(webhookID + "." + ts + "."))
-		m.Write(body)
-		h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)))
-	}
+	req.Header = header
 	resp, err := rl.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("forward: %v", err)
@@ -242,69 +219,26 @@ func (rl *relay) forward(r *http.Request, project, eventID string, rt route, e *
 	return nil
 }
 
-// message writes the callback body as livehooks.Event.Message does.
-func message(b *bytes.Buffer, project string, e *eventRequest, sign string, expires int64) {
-	first := true
-	str := func(name, v string) {
-		if !first {
-			b.WriteByte(',')
+// event is e as livehooks stores it.
+func (e *eventRequest) event(id, project string) (*livehooks.Event, error) {
+	ev := &livehooks.Event{
+		ID: id, ProjectID: project, Type: livehooks.EventType(e.EventType),
+		PublishDomain: e.PublishDomain, App: e.App, Stream: e.Stream, TaskID: e.TaskID, JobID: e.JobID,
+		RecordFormat: e.RecordFormat, DownloadURL: e.DownloadURL, AssetID: e.AssetID,
+		FileSize: e.FileSize, RecordDuration: e.RecordDuration, Width: e.Width, Height: e.Height, PlayURL: e.PlayURL,
+	}
+	for _, t := range []struct {
+		raw string
+		dst *time.Time
+	}{{e.StartTime, &ev.StartTime}, {e.EndTime, &ev.EndTime}} {
+		if t.raw == "" {
+			continue
 		}
-		first = false
-		b.WriteByte('"')
-		b.WriteString(name)
-		b.WriteString(`":`)
-		enc, _ := json.Marshal(v)
-		b.Write(enc)
+		v, err := livehooks.ParseTime(t.raw)
+		if err != nil {
+			return nil, fmt.Errorf("bad time %q", t.raw)
+		}
+		*t.dst = v
 	}
-	num := func(name string, v int64) {
-		b.WriteString(`,"`)
-		b.WriteString(name)
-		b.WriteString(`":`)
-		b.WriteString(strconv.FormatInt(v, 10))
-	}
-	b.WriteByte('{')
-	str("project_id", project)
-	fileComplete := e.EventType == "RECORD_FILE_COMPLETE"
-	if fileComplete || e.EventType == "RECORD_NEW_FILE_START" {
-		str("job_id", e.JobID)
-	}
-	str("task_id", e.TaskID)
-	str("event_type", e.EventType)
-	str("publish_domain", e.PublishDomain)
-	str("app", e.App)
-	str("stream", e.Stream)
-	if e.RecordFormat != "" {
-		str("record_format", e.RecordFormat)
-	}
-	if fileComplete {
-		str("download_url", e.DownloadURL)
-		str("asset_id", e.AssetID)
-		num("file_size", e.FileSize)
-		num("record_duration", e.RecordDuration)
-		str("start_time", e.StartTime)
-		str("end_time", e.EndTime)
-		num("width", int64(e.Width))
-		num("height", int64(e.Height))
-	}
-	if e.PlayURL != "" {
-		str("play_url", e.PlayURL)
-	}
-	if sign != "" {
-		str("auth_sign", sign)
-		num("auth_timestamp", expires)
-	}
-	b.WriteByte('}')
-}
-
-// newEventID is livehooks' event id: 32 hex digits, 12 of Unix milliseconds
-// and the rest random.
-func newEventID() string {
-	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	_, _ = rand.Read(b[6:])
-	return hex.EncodeToString(b[:])
+	return ev, nil
 }
