@@ -277,12 +277,15 @@ func TestQueryPlans(t *testing.T) {
 		{"attempts", attemptsSQL, []any{1}, []string{"sqlite_autoindex_attempts_1"}, nil, false},
 		{"callbacks count", cCount, cArgs, []string{"callbacks_match"}, nil, false},
 		{"callbacks page", cPage, append(cArgs, 10, 0), nil, nil, false},
-		{"deliveries count by config", dCount, dArgs, []string{"deliveries_config"}, nil, false},
-		{"deliveries page by config", dPage, append(dArgs, 10, 0), []string{"deliveries_config"}, nil, false},
-		{"deliveries count by project", pCount, pArgs, []string{"deliveries_project"}, nil, false},
+		// The config filter reads the config id from deliveries_log's
+		// entries; with one project in the table (after ANALYZE), a scan of
+		// the table reads the same rows.
+		{"deliveries count by config", dCount, dArgs, []string{"deliveries_log|SCAN d"}, []string{"d"}, false},
+		{"deliveries page by config", dPage, append(dArgs, 10, 0), []string{"deliveries_log|SCAN d"}, []string{"d"}, false},
+		{"deliveries count by project", pCount, pArgs, []string{"deliveries_log"}, nil, false},
 		// With one project, scanning all deliveries newest first and stopping
 		// at the page is as good as the index: allowed while nothing is sorted.
-		{"deliveries page by project", pPage, append(pArgs, 10, 0), []string{"deliveries_project|SCAN d"}, []string{"d"}, false},
+		{"deliveries page by project", pPage, append(pArgs, 10, 0), []string{"deliveries_log|SCAN d"}, []string{"d"}, false},
 		{"events of a domain", evAll, evAllArgs, []string{"events_replay"}, nil, false},
 		{"events of an app", evApp, evAppArgs, []string{"events_replay"}, nil, false},
 		{"purge deliveries", purgeDeliveriesSQL, []any{1000, 100}, []string{"USING INTEGER PRIMARY KEY"}, nil, false},
