@@ -7,9 +7,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,26 +33,11 @@ type Options struct {
 	Clock livehooks.Clock
 	// MaxBatch caps the operations of one transaction.
 	MaxBatch int
-	// OnCommit receives the effects of each committed transaction once it
-	// is durable, never two calls at once, in commit order: in the order
-	// the transactions committed (with Parallel > 1: the order of each
-	// stream's transactions, which is all that one stream's lanes depend
-	// on). It must not block for long.
+	// OnCommit receives the effects of each committed transaction, in commit
+	// order, from one goroutine of the committer's (the one that syncs, with
+	// a DeferredSyncer store), once the transaction is durable. It must not
+	// block for long.
 	OnCommit func([]Effect)
-	// Parallel is how many transactions may be in flight at once, for a
-	// store that answers over a network (PostgreSQL): while one waits for
-	// its round trip, the next is already on its way. Operations are routed
-	// by stream, so that the operations of a stream (its events, its
-	// recording state, the deliveries and results of its lanes) all go
-	// through the same one of the Parallel queues and commit in the order
-	// they were submitted, and two transactions in flight never touch the
-	// same stream or lane. An operation that names several streams, or
-	// none that the committer can see (Requeue, an Apply without streams,
-	// a result that disables its config), commits alone, with no other
-	// transaction in flight. Stores that sync themselves (DeferredSyncer:
-	// SQLite, whose one connection writes one transaction at a time) use 1.
-	// Zero means 1.
-	Parallel int
 	// Observe fills Effect.Events and Effect.Created.
 	Observe bool
 	Logger  *slog.Logger
@@ -73,7 +56,6 @@ const (
 
 type op struct {
 	kind       opKind
-	streams    []string // of an Apply: the streams fn touches; nil: unknown
 	events     []*livehooks.Event
 	deliveries []*livehooks.Delivery
 	results    []livehooks.Result
@@ -107,18 +89,6 @@ type Committer struct {
 	syncs chan committed
 	// unsynced holds a token per transaction written and not yet synced.
 	unsynced chan struct{}
-
-	// With Options.Parallel > 1: one queue per concurrent transaction
-	// (ops then holds the operations that commit alone). Transactions of
-	// the queues commit under gate's read lock, those of ops under its
-	// write lock.
-	queues []chan *op
-	gate   sync.RWMutex
-	// onCommit serializes the calls of Options.OnCommit.
-	onCommit sync.Mutex
-	// trips is the store's round-trip count when it was last read.
-	tripsMu   sync.Mutex
-	lastTrips int
 }
 
 // DeferredSyncer is implemented by stores that can commit a transaction
@@ -145,67 +115,7 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 	if opts.OnCommit == nil {
 		opts.OnCommit = func([]Effect) {}
 	}
-	c := &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), stopped: make(chan struct{}), finished: make(chan struct{})}
-	if _, syncs := outbox.(DeferredSyncer); opts.Parallel > 1 && !syncs {
-		for range opts.Parallel {
-			c.queues = append(c.queues, make(chan *op, 4096))
-		}
-	}
-	return c
-}
-
-// queue returns the queue of o: the one of its stream, or ops when it has
-// none, several, or must commit alone.
-func (c *Committer) queue(o *op) chan *op {
-	if c.queues == nil {
-		return c.ops
-	}
-	var stream string
-	one := func(s string) bool {
-		if stream == "" || stream == s {
-			stream = s
-			return true
-		}
-		return false
-	}
-	switch o.kind {
-	case opEnqueue:
-		for _, e := range o.events {
-			if e == nil || !one(e.Stream) {
-				return c.ops
-			}
-		}
-	case opRecord:
-		for _, r := range o.results {
-			// A 410 disables the config: every lane of it, in any stream.
-			if r.Delivery == nil || r.Outcome == livehooks.OutcomeGone || !one(laneStream(r.Delivery)) {
-				return c.ops
-			}
-		}
-	case opDefer:
-		_, s, _ := strings.Cut(o.lane, "/")
-		one(s)
-	case opApply:
-		for _, s := range o.streams {
-			if !one(s) {
-				return c.ops
-			}
-		}
-	}
-	if stream == "" {
-		return c.ops
-	}
-	h := fnv.New32a()
-	h.Write([]byte(stream))
-	return c.queues[h.Sum32()%uint32(len(c.queues))]
-}
-
-// laneStream returns the stream of a delivery's lane (livehooks.LaneKey).
-func laneStream(d *livehooks.Delivery) string {
-	if _, s, ok := strings.Cut(d.Lane, "/"); ok {
-		return s
-	}
-	return d.Stream
+	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), stopped: make(chan struct{}), finished: make(chan struct{})}
 }
 
 // ErrClosed is returned for writes submitted after Run returned.
@@ -214,7 +124,7 @@ var ErrClosed = livehooks.Errorf(livehooks.EUNAVAILABLE, "shutting down")
 func (c *Committer) submit(ctx context.Context, o *op) (Effect, error) {
 	o.done = make(chan opResult, 1)
 	select {
-	case c.queue(o) <- o:
+	case c.ops <- o:
 	case <-ctx.Done():
 		return Effect{}, ctx.Err()
 	case <-c.stopped:
@@ -268,11 +178,9 @@ func (c *Committer) Defer(ctx context.Context, lane string, until time.Time) err
 func (c *Committer) Node() string { return c.opts.Node }
 
 // Apply runs fn in a batched transaction: a state change and the events it
-// produces commit together (the recording state machine uses it). streams
-// are the streams whose state, events or lanes fn touches (see
-// Options.Parallel); nil when not known.
-func (c *Committer) Apply(ctx context.Context, streams []string, fn ApplyFunc) error {
-	_, err := c.submit(ctx, &op{kind: opApply, apply: fn, streams: streams})
+// produces commit together (the recording state machine uses it).
+func (c *Committer) Apply(ctx context.Context, fn ApplyFunc) error {
+	_, err := c.submit(ctx, &op{kind: opApply, apply: fn})
 	return err
 }
 
@@ -280,7 +188,6 @@ func (c *Committer) Apply(ctx context.Context, streams []string, fn ApplyFunc) e
 // submitted after that fail with ErrClosed.
 func (c *Committer) Run(ctx context.Context) {
 	defer close(c.finished) // after the fsyncs below
-	c.lastTrips = c.roundTrips()
 	if ds, ok := c.outbox.(DeferredSyncer); ok {
 		c.syncs = make(chan committed, maxUnsynced)
 		c.unsynced = make(chan struct{}, maxUnsynced)
@@ -291,25 +198,14 @@ func (c *Committer) Run(ctx context.Context) {
 			<-synced
 		}()
 	}
-	var wg sync.WaitGroup
-	for _, q := range c.queues {
-		wg.Go(func() { c.loop(ctx, q, false) })
-	}
-	c.loop(ctx, c.ops, c.queues != nil)
-	wg.Wait()
-}
-
-// loop commits the batches of one queue until ctx is done; alone says its
-// transactions commit with no other in flight.
-func (c *Committer) loop(ctx context.Context, q chan *op, alone bool) {
 	batch := make([]*op, 0, c.opts.MaxBatch)
 	for {
 		var first *op
 		select {
-		case first = <-q:
+		case first = <-c.ops:
 		case <-ctx.Done():
 			c.once.Do(func() { close(c.stopped) })
-			drain(q)
+			c.drain()
 			return
 		}
 		batch = append(batch[:0], first)
@@ -318,24 +214,13 @@ func (c *Committer) loop(ctx context.Context, q chan *op, alone bool) {
 	fill:
 		for len(batch) < c.opts.MaxBatch {
 			select {
-			case o := <-q:
+			case o := <-c.ops:
 				batch = append(batch, o)
 			default:
 				break fill
 			}
 		}
-		switch {
-		case c.queues == nil:
-			c.commit(batch)
-		case alone:
-			c.gate.Lock()
-			c.commit(batch)
-			c.gate.Unlock()
-		default:
-			c.gate.RLock()
-			c.commit(batch)
-			c.gate.RUnlock()
-		}
+		c.commit(batch)
 	}
 }
 
@@ -364,23 +249,11 @@ func (c *Committer) roundTrips() int {
 	return 0
 }
 
-// tripsSince returns the store's round trips since the last call: with
-// transactions in flight together, what one of them made cannot be told
-// apart from the others', but the sum over the transactions is exact.
-func (c *Committer) tripsSince() int {
-	c.tripsMu.Lock()
-	defer c.tripsMu.Unlock()
-	n := c.roundTrips()
-	d := n - c.lastTrips
-	c.lastTrips = n
-	return d
-}
-
 // drain fails what is still queued at shutdown.
-func drain(q chan *op) {
+func (c *Committer) drain() {
 	for {
 		select {
-		case o := <-q:
+		case o := <-c.ops:
 			o.done <- opResult{err: ErrClosed}
 		default:
 			return
@@ -396,6 +269,7 @@ func (c *Committer) commit(batch []*op) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	failed := make([]error, len(batch))
+	trips := c.roundTrips()
 	write := c.outbox.Write
 	if ds, ok := c.outbox.(DeferredSyncer); ok {
 		write = ds.WriteDeferSync
@@ -458,7 +332,7 @@ func (c *Committer) commit(batch []*op) {
 		}
 		return
 	}
-	done := committed{ops: batch, effects: effects, failed: failed, trips: c.tripsSince()}
+	done := committed{ops: batch, effects: effects, failed: failed, trips: c.roundTrips() - trips}
 	if c.syncs == nil {
 		c.finish(done, nil)
 		return
@@ -494,9 +368,7 @@ func (c *Committer) finish(t committed, syncErr error) {
 	// Committed and visible to every reader, even when its fsync failed:
 	// the dispatcher may send it (at least once); its writers are not told
 	// it is durable.
-	c.onCommit.Lock()
 	c.opts.OnCommit(t.effects)
-	c.onCommit.Unlock()
 	for i, o := range t.ops {
 		err := t.failed[i]
 		if syncErr != nil && err == nil {

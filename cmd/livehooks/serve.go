@@ -58,7 +58,6 @@ type serveOptions struct {
 	nodeID         string
 	nodeHeartbeat  time.Duration
 	nodeTimeout    time.Duration
-	parallel       int
 	retryWindow    time.Duration
 	signValidity   time.Duration
 	connectTimeout time.Duration
@@ -111,7 +110,6 @@ in service (and is logged).`,
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id, the owner of its delivery leases (default hostname/listen address)")
 	fs.DurationVar(&o.nodeHeartbeat, "node-heartbeat", time.Second, "with PostgreSQL: how often this node tells the others that it is alive")
 	fs.DurationVar(&o.nodeTimeout, "node-timeout", 3*time.Second, "with PostgreSQL: how long after a node's last heartbeat the others take it for dead and take its lanes over")
-	fs.IntVar(&o.parallel, "parallel-commits", 2, "with PostgreSQL: group-commit transactions in flight at once (each stream's writes stay in order); 1 commits one at a time")
 	fs.DurationVar(&o.retryWindow, "retry-window", 24*time.Hour, "how long failed deliveries are retried before they are dead-lettered")
 	fs.DurationVar(&o.signValidity, "sign-validity", 300*time.Second, "how long a callback signature stays valid (auth_timestamp = send time + this)")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 5*time.Second, "callback connect timeout")
@@ -191,9 +189,6 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	certs, err := newCertReloader(o.tlsCert, o.tlsKey, logger)
 	if err != nil {
 		return err
-	}
-	if o.parallel < 1 || o.parallel > 16 {
-		return fmt.Errorf("--parallel-commits must be 1 to 16, not %d", o.parallel)
 	}
 	if o.nodeTimeout < 2*o.nodeHeartbeat {
 		return fmt.Errorf("--node-timeout (%v) must be at least twice --node-heartbeat (%v)", o.nodeTimeout, o.nodeHeartbeat)
@@ -277,7 +272,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	var dispatcher *delivery.Dispatcher
 	feed := livefeed.New(livefeed.Options{Configs: store, Breakers: breakerStates(m)})
 	committer := groupcommit.New(store, groupcommit.Options{
-		Node: node, Logger: logger, Metrics: m, Observe: true, Parallel: o.parallel,
+		Node: node, Logger: logger, Metrics: m, Observe: true,
 		OnCommit: func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
 	})
 	dispatcher = delivery.New(delivery.Options{
