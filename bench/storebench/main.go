@@ -11,6 +11,7 @@
 // and committer changes:
 //
 //	go run ./bench/storebench -events 40000 -cpuprofile /tmp/store.prof
+//	go run ./bench/storebench -frames   # which tables and indexes each commit writes
 package main
 
 import (
@@ -45,15 +46,16 @@ func main() {
 		dir         = flag.String("dir", "", "data directory (default a temporary one; use a real disk)")
 		cpuprofile  = flag.String("cpuprofile", "", "write a CPU profile of the run here")
 		recordDelay = flag.Duration("attempt", 500*time.Microsecond, "simulated HTTP attempt time before a result is recorded")
+		frames      = flag.Bool("frames", false, "after the run, name the tables and indexes whose pages the last commits wrote (WAL frames per commit)")
 	)
 	flag.Parse()
-	if err := run(*events, *producers, *recorders, *streams, *configs, *syncMode, *dir, *cpuprofile, *recordDelay); err != nil {
+	if err := run(*events, *producers, *recorders, *streams, *configs, *syncMode, *dir, *cpuprofile, *recordDelay, *frames); err != nil {
 		fmt.Fprintln(os.Stderr, "storebench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(events, producers, recorders, streams, configs int, syncMode, dir, cpuprofile string, attempt time.Duration) error {
+func run(events, producers, recorders, streams, configs int, syncMode, dir, cpuprofile string, attempt time.Duration, frames bool) error {
 	ctx := context.Background()
 	if dir == "" {
 		d, err := os.MkdirTemp("", "livehooks-storebench-")
@@ -188,6 +190,9 @@ func run(events, producers, recorders, streams, configs int, syncMode, dir, cpup
 	fmt.Printf("ingest %.0f events/s; ingested and recorded %.0f events/s (%.2fs)\n",
 		float64(events)/ingested.Seconds(), float64(events)/elapsed.Seconds(), elapsed.Seconds())
 	fmt.Printf("CPU %.2fs = %.0f µs per event (%.2f cores); errors %d\n", cpu, cpu/float64(events)*1e6, cpu/elapsed.Seconds(), errs.Load())
+	if frames {
+		return walFrames(os.Stdout, filepath.Join(dir, "livehooks.db"))
+	}
 	return nil
 }
 
