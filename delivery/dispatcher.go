@@ -16,6 +16,9 @@ import (
 // their effects come back in commit order through Dispatcher.OnCommit.
 type Writer interface {
 	Record(ctx context.Context, results []livehooks.Result) ([]livehooks.LaneState, error)
+	// RecordLazily is Record for results that nothing waits for: they may
+	// wait a few milliseconds to share another write's transaction.
+	RecordLazily(ctx context.Context, results []livehooks.Result) ([]livehooks.LaneState, error)
 	Defer(ctx context.Context, lane string, until time.Time) error
 }
 
@@ -679,16 +682,22 @@ func (d *Dispatcher) start(ds *destination, l *lane) {
 	ds.inflight++
 	d.inflight.Add(1)
 	ctx := d.fenceCtx
+	// Nothing else known in the lane: a success may be recorded lazily.
+	last := len(l.queue) == 1 && !l.more
 	go func() {
 		defer d.inflight.Done()
-		healthy, recorded := d.attempt(ctx, cfg, del)
+		healthy, recorded := d.attempt(ctx, cfg, del, last)
 		d.box.post(sentMsg{dest: ds, l: l, healthy: healthy, recorded: recorded, abandoned: ctx.Err() != nil && !recorded})
 	}()
 }
 
 // attempt sends one delivery and records the result. When ctx ends during
-// the send (shutdown, lapse), the delivery is left pending, unrecorded.
-func (d *Dispatcher) attempt(ctx context.Context, cfg *livehooks.CallbackConfig, del *livehooks.Delivery) (healthy, recorded bool) {
+// the send (shutdown, lapse), the delivery is left pending, unrecorded. The
+// success of the last delivery known in its lane is recorded lazily: its
+// transaction may wait a few milliseconds for another write to share
+// (groupcommit's RecordLazily), as no attempt waits for it. A new delivery
+// of the lane committed meanwhile waits for it too, at most that long.
+func (d *Dispatcher) attempt(ctx context.Context, cfg *livehooks.CallbackConfig, del *livehooks.Delivery, last bool) (healthy, recorded bool) {
 	ans := d.o.Sender.Send(ctx, livehooks.SendRequest{
 		URL: cfg.NotifyCallbackURL, Key: cfg.Key, SignType: cfg.SignType,
 		WebhookID: del.WebhookID, Event: del.Event, N: del.Attempts + 1,
@@ -710,7 +719,11 @@ func (d *Dispatcher) attempt(ctx context.Context, cfg *livehooks.CallbackConfig,
 	case livehooks.OutcomeFailed:
 		d.o.Logger.Info("delivery failed", "project_id", del.ProjectID, "config_id", del.ConfigID, "delivery_id", del.ID, "status", ans.Attempt.StatusCode, "reason", reason)
 	}
-	_, err := d.o.Writer.Record(context.WithoutCancel(d.sendCtx), []livehooks.Result{{
+	record := d.o.Writer.Record
+	if last && outcome == livehooks.OutcomeSucceeded {
+		record = d.o.Writer.RecordLazily
+	}
+	_, err := record(context.WithoutCancel(d.sendCtx), []livehooks.Result{{
 		Delivery: del, Attempt: ans.Attempt, Outcome: outcome, NextAttempt: next, Reason: reason,
 	}})
 	if err != nil {

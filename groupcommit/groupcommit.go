@@ -40,6 +40,9 @@ type Options struct {
 	OnCommit func([]Effect)
 	// Observe fills Effect.Events and Effect.Created.
 	Observe bool
+	// LazyDelay is how long a lazy write (RecordLazily) may wait for
+	// another write to share its transaction (default 5 ms).
+	LazyDelay time.Duration
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 }
@@ -56,6 +59,7 @@ const (
 
 type op struct {
 	kind       opKind
+	lazy       bool // may wait LazyDelay for a transaction to join
 	events     []*livehooks.Event
 	deliveries []*livehooks.Delivery
 	results    []livehooks.Result
@@ -80,6 +84,7 @@ type Committer struct {
 	outbox  livehooks.Outbox
 	opts    Options
 	ops     chan *op
+	lazy    chan *op // lazy writes: they wait for an eager one, or LazyDelay
 	stopped chan struct{}
 	// finished is closed when Run has answered every write it took.
 	finished chan struct{}
@@ -115,7 +120,11 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 	if opts.OnCommit == nil {
 		opts.OnCommit = func([]Effect) {}
 	}
-	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), stopped: make(chan struct{}), finished: make(chan struct{})}
+	if opts.LazyDelay <= 0 {
+		opts.LazyDelay = 5 * time.Millisecond
+	}
+	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), lazy: make(chan *op, 4096),
+		stopped: make(chan struct{}), finished: make(chan struct{})}
 }
 
 // ErrClosed is returned for writes submitted after Run returned.
@@ -123,8 +132,12 @@ var ErrClosed = livehooks.Errorf(livehooks.EUNAVAILABLE, "shutting down")
 
 func (c *Committer) submit(ctx context.Context, o *op) (Effect, error) {
 	o.done = make(chan opResult, 1)
+	q := c.ops
+	if o.lazy {
+		q = c.lazy
+	}
 	select {
-	case c.ops <- o:
+	case q <- o:
 	case <-ctx.Done():
 		return Effect{}, ctx.Err()
 	case <-c.stopped:
@@ -168,6 +181,18 @@ func (c *Committer) Record(ctx context.Context, results []livehooks.Result) ([]l
 	return eff.Lanes, err
 }
 
+// RecordLazily stores attempt results like Record, in a transaction that
+// may start up to Options.LazyDelay later: the results wait for another
+// write to share its transaction rather than commit on their own. At a low
+// rate, where each event would otherwise commit once for its ingest and once
+// for its result, this halves the transactions; under load there is always
+// another write waiting and nothing waits. For results that nothing waits
+// for (the dispatcher's successes with nothing else queued in their lane).
+func (c *Committer) RecordLazily(ctx context.Context, results []livehooks.Result) ([]livehooks.LaneState, error) {
+	eff, err := c.submit(ctx, &op{kind: opRecord, results: results, lazy: true})
+	return eff.Lanes, err
+}
+
 // Defer releases a lane until t without an attempt.
 func (c *Committer) Defer(ctx context.Context, lane string, until time.Time) error {
 	_, err := c.submit(ctx, &op{kind: opDefer, lane: lane, until: until})
@@ -199,22 +224,40 @@ func (c *Committer) Run(ctx context.Context) {
 		}()
 	}
 	batch := make([]*op, 0, c.opts.MaxBatch)
+	wait := time.NewTimer(c.opts.LazyDelay)
+	wait.Stop()
 	for {
 		var first *op
 		select {
 		case first = <-c.ops:
+		case first = <-c.lazy:
 		case <-ctx.Done():
 			c.once.Do(func() { close(c.stopped) })
-			c.drain()
+			drain(c.ops)
+			drain(c.lazy)
 			return
 		}
 		batch = append(batch[:0], first)
+		if first.lazy {
+			// Nothing eager is waiting: give one a little time to come and
+			// carry this write.
+			wait.Reset(c.opts.LazyDelay)
+			select {
+			case o := <-c.ops:
+				batch = append(batch, o)
+			case <-wait.C:
+			case <-ctx.Done(): // commit what was taken; the next turn stops
+			}
+			wait.Stop()
+		}
 		// Take whatever else is already waiting: while one transaction
 		// commits, the next batch builds up by itself.
 	fill:
 		for len(batch) < c.opts.MaxBatch {
 			select {
 			case o := <-c.ops:
+				batch = append(batch, o)
+			case o := <-c.lazy:
 				batch = append(batch, o)
 			default:
 				break fill
@@ -250,10 +293,10 @@ func (c *Committer) roundTrips() int {
 }
 
 // drain fails what is still queued at shutdown.
-func (c *Committer) drain() {
+func drain(q chan *op) {
 	for {
 		select {
-		case o := <-c.ops:
+		case o := <-q:
 			o.done <- opResult{err: ErrClosed}
 		default:
 			return

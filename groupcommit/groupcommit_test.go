@@ -74,7 +74,7 @@ func openStore(t *testing.T) *countingStore {
 	return &countingStore{DB: db}
 }
 
-func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *groupcommit.Committer, *livehooks.CallbackConfig) {
+func setup(t *testing.T, onCommit func([]groupcommit.Effect), tune ...func(*groupcommit.Options)) (*countingStore, *groupcommit.Committer, *livehooks.CallbackConfig) {
 	t.Helper()
 	store := openStore(t)
 	db := store.DB
@@ -84,7 +84,11 @@ func setup(t *testing.T, onCommit func([]groupcommit.Effect)) (*countingStore, *
 	if err := db.CreateCallback(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	gc := groupcommit.New(store, groupcommit.Options{Node: "n1", OnCommit: onCommit})
+	opts := groupcommit.Options{Node: "n1", OnCommit: onCommit}
+	for _, f := range tune {
+		f(&opts)
+	}
+	gc := groupcommit.New(store, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { gc.Run(ctx); close(done) }()
@@ -329,5 +333,56 @@ func TestRerunKeepsOnlyTheLastOutcome(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	if _, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev("s")}); err != nil {
 		t.Fatalf("the committed run succeeded, the caller got %v", err)
+	}
+}
+
+// TestLazyRecordJoinsTheNextWrite: a lazy result commits in the transaction
+// of an eager write that comes within the delay, and on its own when none
+// comes; either way it is recorded and its caller answered.
+func TestLazyRecordJoinsTheNextWrite(t *testing.T) {
+	const delay = 300 * time.Millisecond // far above any scheduling delay
+	store, gc, _ := setup(t, nil, func(o *groupcommit.Options) { o.LazyDelay = delay })
+	ctx := context.Background()
+	ds, err := gc.Enqueue(ctx, []*livehooks.Event{ev("a"), ev("b")})
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("enqueue: %d deliveries, %v", len(ds), err)
+	}
+	result := func(d *livehooks.Delivery) []livehooks.Result {
+		return []livehooks.Result{{Delivery: d, Outcome: livehooks.OutcomeSucceeded,
+			Attempt: livehooks.Attempt{N: 1, At: time.Now(), StatusCode: 200}}}
+	}
+
+	// Alone: committed after the delay, in a transaction of its own.
+	before := store.writes.Load()
+	start := time.Now()
+	if _, err := gc.RecordLazily(ctx, result(ds[0])); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < delay || waited > 10*delay {
+		t.Errorf("a lazy result with nothing else to write committed after %v, want the %v delay", waited, delay)
+	}
+	if n := store.writes.Load() - before; n != 1 {
+		t.Errorf("%d transactions for one lazy result", n)
+	}
+
+	// With an eager write within the delay: one transaction for both.
+	before = store.writes.Load()
+	lazyDone := make(chan error, 1)
+	go func() {
+		_, err := gc.RecordLazily(ctx, result(ds[1]))
+		lazyDone <- err
+	}()
+	time.Sleep(delay / 3)
+	if _, err := gc.Enqueue(ctx, []*livehooks.Event{ev("c")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lazyDone; err != nil {
+		t.Fatal(err)
+	}
+	if n := store.writes.Load() - before; n != 1 {
+		t.Errorf("a lazy result and the write after it took %d transactions, want 1", n)
+	}
+	if pending, _ := store.PendingCount(ctx); pending != 1 {
+		t.Errorf("pending %d, want 1 (c): both results recorded", pending)
 	}
 }
