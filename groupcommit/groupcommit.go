@@ -43,8 +43,8 @@ type Options struct {
 	// LazyDelay is how long a lazy write (RecordLazily) may wait for
 	// another write to share its transaction (default 5 ms).
 	LazyDelay time.Duration
-	Logger  *slog.Logger
-	Metrics *metrics.Metrics
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
 }
 
 type opKind int
