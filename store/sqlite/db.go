@@ -176,14 +176,7 @@ func (db *DB) init(ctx context.Context, path string) error {
 	if err := migrate(ctx, db.write, db.cipher, db.clock.Now()); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	// Ids continue from the largest ever used (AUTOINCREMENT keeps the
-	// deliveries' in sqlite_sequence, even after their rows are purged).
-	if err := db.write.QueryRowContext(ctx, `SELECT COALESCE(MAX(pk), 0) FROM events`).Scan(&db.nextPK); err != nil {
-		return fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	if err := db.write.QueryRowContext(ctx, `SELECT MAX(
-		(SELECT COALESCE(MAX(id), 0) FROM deliveries),
-		(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'deliveries'))`).Scan(&db.nextID); err != nil {
+	if err := db.loadIDs(ctx); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	if err := db.multi.prepare(ctx, db.write); err != nil {
@@ -361,4 +354,18 @@ func limitOrDefault(n int) int {
 		return livehooks.DefaultLimit
 	}
 	return n
+}
+
+// loadIDs sets the id counters that the write path draws from (batch.go):
+// ids continue from the largest ever used (AUTOINCREMENT keeps the
+// deliveries' in sqlite_sequence, even after their rows are purged). The
+// store's process is the only writer of its file, so this is read once, when
+// it opens.
+func (db *DB) loadIDs(ctx context.Context) error {
+	if err := db.write.QueryRowContext(ctx, `SELECT COALESCE(MAX(pk), 0) FROM events`).Scan(&db.nextPK); err != nil {
+		return err
+	}
+	return db.write.QueryRowContext(ctx, `SELECT MAX(
+		(SELECT COALESCE(MAX(id), 0) FROM deliveries),
+		(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'deliveries'))`).Scan(&db.nextID)
 }
