@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 const deliveryColumns = `d.id, d.webhook_id, d.project_id, d.config_id, d.lane, e.uid, d.event_type, d.stream,
@@ -77,45 +78,7 @@ func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([
 	if !validText(f.ProjectID, f.ConfigID, string(f.Status), string(f.EventType), f.Stream) {
 		return []*livehooks.Delivery{}, 0, nil
 	}
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, arg any) {
-		args = append(args, arg)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.ProjectID != "" {
-		add("d.project_id = $%d", f.ProjectID)
-	}
-	if f.ConfigID != "" {
-		add("d.config_id = $%d", f.ConfigID)
-	}
-	if f.Status != "" {
-		add("d.status = $%d", string(f.Status))
-	}
-	if f.EventType != "" {
-		add("d.event_type = $%d", string(f.EventType))
-	}
-	if f.Stream != "" {
-		add("d.stream = $%d", f.Stream)
-	}
-	if !f.Since.IsZero() {
-		add("d.created_at >= $%d", ts(f.Since))
-	}
-	if !f.Until.IsZero() {
-		add("d.created_at < $%d", ts(f.Until))
-	}
-	if f.BeforeID > 0 {
-		add("d.id < $%d", f.BeforeID)
-	}
-	if f.MinID > 0 {
-		add("d.id >= $%d", f.MinID)
-	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
+	cond, args := storerow.DeliveryWhere(f, func(n int) string { return "$" + strconv.Itoa(n) }, func(t time.Time) any { return ts(t) })
 	var (
 		ds    []*livehooks.Delivery
 		total = -1

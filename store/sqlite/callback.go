@@ -32,35 +32,26 @@ func (db *DB) scanCallback(row scanner) (*livehooks.CallbackConfig, error) {
 	}
 	c.NotifyEventSubscription = storerow.SplitSubscription(subs)
 	c.CreateTime, c.UpdateTime = fromMicros(created), fromMicros(updat)
-	if sealed != nil {
-		key, err := db.cipher.Open(sealed, storerow.CallbackAD(c.ProjectID, c.ID))
-		if err != nil {
-			// The cipher's error never holds the key; the id says which row.
-			return nil, fmt.Errorf("sqlite: decrypt key of callback %s: %w", c.ID, err)
-		}
-		c.Key = string(key)
+	if err := storerow.OpenCallbackKey(db.cipher, &c, sealed); err != nil {
+		// The cipher's error never holds the key; the id says which row.
+		return nil, fmt.Errorf("sqlite: decrypt key of callback %s: %w", c.ID, err)
 	}
 	return &c, nil
 }
 
+// sealKey encrypts a key; nil (a NULL column) when there is none.
 func (db *DB) sealKey(c *livehooks.CallbackConfig) ([]byte, error) {
-	if c.Key == "" {
-		return nil, nil
-	}
-	sealed, err := db.cipher.Seal([]byte(c.Key), storerow.CallbackAD(c.ProjectID, c.ID))
+	sealed, err := storerow.SealCallbackKey(db.cipher, c)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: encrypt key: %w", err)
 	}
 	return sealed, nil
 }
 
-func errConflict() error {
-	return livehooks.Errorf(livehooks.ECONFLICT, "a callback configuration for this publish_domain and app already exists")
-}
-
-func errNotFound(id string) error {
-	return livehooks.Errorf(livehooks.ENOTFOUND, "callback configuration %s not found", truncate(id, 64))
-}
+var (
+	errConflict = storerow.ErrCallbackConflict
+	errNotFound = storerow.ErrCallbackNotFound
+)
 
 func truncate(s string, n int) string {
 	if len(s) > n {

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // scanEvent reads a row of eventColumns.
@@ -98,39 +98,7 @@ func (db *DB) FindDeliveries(ctx context.Context, f livehooks.DeliveryFilter) ([
 }
 
 func findDeliveriesSQL(f livehooks.DeliveryFilter) (countSQL, pageSQL string, args []any) {
-	var where []string
-	add := func(cond string, arg any) { where, args = append(where, cond), append(args, arg) }
-	if f.ProjectID != "" {
-		add("d.project_id = ?", f.ProjectID)
-	}
-	if f.ConfigID != "" {
-		add("d.config_id = ?", f.ConfigID)
-	}
-	if f.Status != "" {
-		add("d.status = ?", string(f.Status))
-	}
-	if f.EventType != "" {
-		add("d.event_type = ?", string(f.EventType))
-	}
-	if f.Stream != "" {
-		add("d.stream = ?", f.Stream)
-	}
-	if !f.Since.IsZero() {
-		add("d.created_at >= ?", micros(f.Since))
-	}
-	if !f.Until.IsZero() {
-		add("d.created_at < ?", micros(f.Until))
-	}
-	if f.BeforeID > 0 {
-		add("d.id < ?", f.BeforeID)
-	}
-	if f.MinID > 0 {
-		add("d.id >= ?", f.MinID)
-	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
+	cond, args := storerow.DeliveryWhere(f, func(int) string { return "?" }, func(t time.Time) any { return micros(t) })
 	return `SELECT COUNT(*) FROM deliveries d` + cond,
 		`SELECT ` + deliveryColumns + ` FROM deliveries d JOIN events e ON e.pk = d.event_pk` + cond +
 			` ORDER BY d.id DESC LIMIT ? OFFSET ?`, args

@@ -21,13 +21,7 @@ func migrations() ([]storerow.Migration, error) {
 }
 
 // SchemaVersion is the newest schema version this binary knows.
-func SchemaVersion() int {
-	ms, err := migrations()
-	if err != nil || len(ms) == 0 {
-		return 0
-	}
-	return ms[len(ms)-1].Version
-}
+func SchemaVersion() int { return storerow.LatestVersion(migrations()) }
 
 // migrate applies the pending migrations in one transaction, so a database is
 // never left half-migrated, and refuses a database migrated by a newer binary.
@@ -97,8 +91,5 @@ func bindSealed(ctx context.Context, tx *sql.Tx, c livehooks.Cipher) error {
 // that knows the schema (rolling back means restoring a backup taken before
 // the upgrade).
 func newerSchemaError(current int, name string, latest int) error {
-	if name != "" {
-		name = " (" + name + ")"
-	}
-	return fmt.Errorf("database schema version %d%s is newer than this binary's (%d): it was migrated by a newer livehooks; run a livehooks whose \"livehooks version\" shows sqlite schema %d or more", current, name, latest, current)
+	return storerow.NewerSchemaError("sqlite", current, name, latest)
 }
