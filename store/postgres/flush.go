@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -123,6 +124,47 @@ var settingsSQL = func() string {
 // "deliveries", "streams:" or "events:" and the ordinals of the rows.
 const conflictMessage = "livehooks: write conflict"
 
+// conflictStream is a stream's stored state in a conflict's DETAIL
+// (staleStreamsJSON).
+type conflictStream struct {
+	Ord           int        `json:"ord"`
+	State         string     `json:"state"`
+	TaskID        string     `json:"task_id"`
+	JobID         string     `json:"job_id"`
+	FileSeq       int        `json:"file_seq"`
+	FileStartedAt *time.Time `json:"file_started_at"`
+	PublishedAt   *time.Time `json:"published_at"`
+	OverAt        *time.Time `json:"over_at"`
+	NextFileAt    *time.Time `json:"next_file_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	RecordFormat  string     `json:"record_format"`
+	PendingFiles  int        `json:"pending_files"`
+	Version       int64      `json:"version"`
+}
+
+// staleStreams decodes the stored states of a conflict's DETAIL by ord (1
+// for the first stream of the statement); none when it holds none or is not
+// what staleStreamsJSON writes.
+func staleStreams(detail string) map[int]cachedStream {
+	var rows []conflictStream
+	if detail == "" || json.Unmarshal([]byte(detail), &rows) != nil {
+		return nil
+	}
+	out := make(map[int]cachedStream, len(rows))
+	for _, r := range rows {
+		if r.Version <= 0 {
+			continue
+		}
+		out[r.Ord] = cachedStream{version: r.Version, state: &livehooks.StreamState{
+			State: r.State, TaskID: r.TaskID, JobID: r.JobID, FileSeq: r.FileSeq,
+			FileStartedAt: fromOpt(r.FileStartedAt), PublishedAt: fromOpt(r.PublishedAt),
+			OverAt: fromOpt(r.OverAt), NextFileAt: fromOpt(r.NextFileAt), UpdatedAt: r.UpdatedAt.UTC(),
+			RecordFormat: r.RecordFormat, PendingFiles: r.PendingFiles,
+		}}
+	}
+	return out
+}
+
 // failed learns from a conflict what the next run must not take from memory.
 func (f *flushing) failed(err error) {
 	var pgErr *pgconn.PgError
@@ -140,6 +182,7 @@ func (f *flushing) failed(err error) {
 		return
 	}
 	what, list, _ := strings.Cut(pgErr.Detail, ":")
+	list, current, _ := strings.Cut(list, ";")
 	var ords []int
 	for s := range strings.SplitSeq(list, ",") {
 		if n, err := strconv.Atoi(s); err == nil {
@@ -149,11 +192,21 @@ func (f *flushing) failed(err error) {
 	run := f.t.run
 	switch what {
 	case "streams":
+		// The conflict says what the other node stored: remember it, and
+		// read again only the streams it has no row of.
+		stored := staleStreams(current)
 		for _, i := range ords {
-			if i >= 0 && i < len(f.streams) {
-				f.t.db.streams.Delete(f.streams[i].key)
-				run.stale = append(run.stale, f.streams[i].key)
+			if i < 0 || i >= len(f.streams) {
+				continue
 			}
+			k := f.streams[i].key
+			f.t.db.streams.Delete(k)
+			if c, ok := stored[i+1]; ok {
+				c.state.StreamKey = k
+				f.t.db.rememberStream(k, c)
+				continue
+			}
+			run.stale = append(run.stale, k)
 		}
 	case "events":
 		for _, i := range ords {
@@ -267,7 +320,7 @@ func (f *flushing) checkRequeues() {
 // written only if still at that version (one read without a row only if it
 // still has none), and one only read is share-locked at that version, so
 // that no other node's transition of it commits in between.
-const writeStreamsSQL = `WITH i AS (
+var writeStreamsSQL = `WITH i AS (
 	SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
 		$15::timestamptz[], $16::timestamptz[], $17::text[], $18::int[])
@@ -313,12 +366,29 @@ const writeStreamsSQL = `WITH i AS (
 	UNION ALL SELECT ord FROM i WHERE kind = 2
 )
 SELECT CASE WHEN (SELECT count(*) FROM ok) = cardinality($1) THEN true
-	ELSE livehooks_conflict('streams:' || (SELECT string_agg(ord::text, ',') FROM i WHERE ord NOT IN (SELECT ord FROM ok))) END`
+	ELSE livehooks_conflict('streams:' || (SELECT string_agg(ord::text, ',') FROM i WHERE ord NOT IN (SELECT ord FROM ok))
+		|| ';' || ` + staleStreamsJSON("i", "ok") + `) END`
+
+// staleStreamsJSON is the SQL of a JSON array of the stored state of the
+// streams of input (rows with project_id, publish_domain, app, stream and
+// their ord) whose ord is not in the ords of ok: a conflict's DETAIL carries
+// them after the list of ords, so that the next run of the transaction
+// finds them in the cache instead of reading them in a round trip of its
+// own. A stream without a row is not in the array.
+func staleStreamsJSON(input, ok string) string {
+	return `COALESCE((SELECT json_agg(json_build_object('ord', i.ord, 'state', s.state, 'task_id', s.task_id,
+		'job_id', s.job_id, 'file_seq', s.file_seq, 'file_started_at', s.file_started_at, 'published_at', s.published_at,
+		'over_at', s.over_at, 'next_file_at', s.next_file_at, 'updated_at', s.updated_at, 'record_format', s.record_format,
+		'pending_files', s.pending_files, 'version', s.version))::text
+	FROM ` + input + ` JOIN streams s ON s.project_id = i.project_id AND s.publish_domain = i.publish_domain
+		AND s.app = i.app AND s.stream = i.stream
+	WHERE i.ord NOT IN (SELECT ord FROM ` + ok + `)), '[]')`
+}
 
 // updateStreamsSQL is writeStreamsSQL when the transaction read every
 // stream it wrote and wrote every stream it read, each of which had a state:
 // the common case, in one plain statement.
-const updateStreamsSQL = `WITH u AS (
+var updateStreamsSQL = `WITH u AS (
 	UPDATE streams s SET state = i.state, task_id = i.task_id, job_id = i.job_id, file_seq = i.file_seq,
 		file_started_at = i.file_started_at, published_at = i.published_at, over_at = i.over_at,
 		next_file_at = i.next_file_at, updated_at = i.updated_at, next_timer = i.next_timer,
@@ -334,7 +404,8 @@ const updateStreamsSQL = `WITH u AS (
 )
 SELECT CASE WHEN count(*) = cardinality($1) THEN true
 	ELSE livehooks_conflict('streams:' || (SELECT string_agg(o::text, ',') FROM generate_series(1, cardinality($1)) o
-		WHERE o NOT IN (SELECT ord FROM u))) END
+		WHERE o NOT IN (SELECT ord FROM u))
+		|| ';' || ` + staleStreamsJSON("unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS i(project_id, publish_domain, app, stream, ord)", "u") + `) END
 FROM u`
 
 func (f *flushing) writeStreams() {
