@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -83,9 +84,14 @@ func newHugeHeaderServer(t *testing.T, size int, release chan struct{}) *hugeHea
 			}
 			go func() {
 				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
 					return
 				}
+				// The whole request is read before the answer: closing a
+				// connection with unread bytes resets it, and the client
+				// would see the reset instead of the headers.
+				_, _ = io.Copy(io.Discard, req.Body)
 				h.mu.Lock()
 				h.reqs++
 				h.mu.Unlock()
