@@ -340,7 +340,7 @@ func TestRerunKeepsOnlyTheLastOutcome(t *testing.T) {
 // of an eager write that comes within the delay, and on its own when none
 // comes; either way it is recorded and its caller answered.
 func TestLazyRecordJoinsTheNextWrite(t *testing.T) {
-	const delay = 300 * time.Millisecond // far above any scheduling delay
+	const delay = time.Second // far above any scheduling delay
 	store, gc, _ := setup(t, nil, func(o *groupcommit.Options) { o.LazyDelay = delay })
 	ctx := context.Background()
 	ds, err := gc.Enqueue(ctx, []*livehooks.Event{ev("a"), ev("b")})
