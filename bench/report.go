@@ -418,7 +418,11 @@ func printResult(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "livehooks CPU per delivered event: %.0f µs\n", v)
 	}
 	if v, ok := r.Metrics["commit_ops_mean"]; ok {
-		fmt.Fprintf(w, "group commit: %.1f operations per transaction on average (%.0f transactions)\n", v, r.Metrics["commits"])
+		took := ""
+		if ms, ok := r.Metrics["commit_ms_mean"]; ok {
+			took = fmt.Sprintf(", %.2f ms each from its start to its writers' acknowledgement", ms)
+		}
+		fmt.Fprintf(w, "group commit: %.1f operations per transaction on average (%.0f transactions%s)\n", v, r.Metrics["commits"], took)
 	}
 	if rt := r.StoreRoundTrips; rt != nil {
 		switch {

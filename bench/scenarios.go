@@ -244,7 +244,8 @@ func (r *scenarioRun) scrapeMetrics(ctx context.Context) map[string]float64 {
 		if s == nil || !s.alive() {
 			continue
 		}
-		nm := s.metrics(ctx, "livehooks_store_commit_ops_sum", "livehooks_store_commit_ops_count", "livehooks_delivery_attempts_total", "livehooks_deliveries_pending")
+		nm := s.metrics(ctx, "livehooks_store_commit_ops_sum", "livehooks_store_commit_ops_count", "livehooks_store_commit_seconds_sum",
+			"livehooks_delivery_attempts_total", "livehooks_deliveries_pending")
 		for k, v := range nm {
 			m[k] += v
 		}
@@ -261,6 +262,10 @@ func (r *scenarioRun) scrapeMetrics(ctx context.Context) map[string]float64 {
 	}
 	if c := m["livehooks_store_commit_ops_count"]; c > 0 {
 		out["commit_ops_mean"] = m["livehooks_store_commit_ops_sum"] / c
+		// A livehooks older than the metric reports no sum: no mean.
+		if sum, ok := m["livehooks_store_commit_seconds_sum"]; ok && sum > 0 {
+			out["commit_ms_mean"] = sum / c * 1000
+		}
 	}
 	return out
 }

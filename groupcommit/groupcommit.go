@@ -305,6 +305,7 @@ func drain(q chan *op) {
 }
 
 func (c *Committer) commit(batch []*op) {
+	start := time.Now() // the metric's: real time, whatever Options.Clock says
 	effects := make([]Effect, len(batch))
 	now := c.opts.Clock.Now()
 	// A fresh context: the batch belongs to many callers, none of whom may
@@ -375,7 +376,7 @@ func (c *Committer) commit(batch []*op) {
 		}
 		return
 	}
-	done := committed{ops: batch, effects: effects, failed: failed, trips: c.roundTrips() - trips}
+	done := committed{ops: batch, effects: effects, failed: failed, trips: c.roundTrips() - trips, start: start}
 	if c.syncs == nil {
 		c.finish(done, nil)
 		return
@@ -397,12 +398,13 @@ type committed struct {
 	effects []Effect
 	failed  []error
 	trips   int
+	start   time.Time // when the transaction began
 }
 
 // finish acknowledges a committed transaction: its effects go to OnCommit,
 // its callers get their answers. syncErr says the disk did not confirm it.
 func (c *Committer) finish(t committed, syncErr error) {
-	c.opts.Metrics.Commit(len(t.ops), t.trips)
+	c.opts.Metrics.Commit(len(t.ops), t.trips, time.Since(t.start))
 	// The store completes deliveries when the transaction is flushed: only
 	// now is it known which of them this node dispatches.
 	for i := range t.effects {

@@ -25,6 +25,7 @@ type Metrics struct {
 	AttemptLatency prometheus.Histogram   // one HTTP attempt, seconds
 	Breakers       *prometheus.GaugeVec   // destinations by breaker state: closed, half_open, open
 	CommitBatch    prometheus.Histogram   // operations per store transaction
+	CommitTime     prometheus.Histogram   // a store transaction's start to acknowledgement
 	RoundTrips     prometheus.Counter     // database round trips of group-commit transactions
 	Downloads      *prometheus.CounterVec // answers to download links, by outcome
 	DownloadBytes  prometheus.Counter     // recording bytes served
@@ -68,6 +69,11 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 			Name: "livehooks_store_commit_ops", Help: "Write operations per store transaction (group commit).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
+		CommitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "livehooks_store_commit_seconds",
+			Help:    "Time from the start of a group-commit transaction to the acknowledgement of its writers: its statements, its commit and (SQLite) the fsync that makes it durable.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}),
 		RoundTrips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livehooks_store_round_trips_total",
 			Help: "Database round trips made by group-commit transactions, BEGIN and COMMIT included (PostgreSQL; 0 with SQLite, which runs in-process).",
@@ -85,7 +91,7 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 	for _, st := range breakerStates {
 		m.Breakers.WithLabelValues(st).Set(0)
 	}
-	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breakers, m.CommitBatch, m.RoundTrips,
+	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breakers, m.CommitBatch, m.CommitTime, m.RoundTrips,
 		m.Downloads, m.DownloadBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
@@ -182,11 +188,12 @@ func (m *Metrics) BreakerStates() map[string]int {
 	return out
 }
 
-// Commit records the size of one group commit and the database round trips
-// it took.
-func (m *Metrics) Commit(ops, roundTrips int) {
+// Commit records the size of one group commit, the database round trips it
+// took, and how long its writers waited from its start.
+func (m *Metrics) Commit(ops, roundTrips int, took time.Duration) {
 	if m != nil {
 		m.CommitBatch.Observe(float64(ops))
+		m.CommitTime.Observe(took.Seconds())
 		m.RoundTrips.Add(float64(roundTrips))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDestinationsCountedNotNamed: breaker states are counted per state;
@@ -32,5 +33,28 @@ func TestDestinationsCountedNotNamed(t *testing.T) {
 	}
 	if strings.Contains(string(body), "example.com") {
 		t.Errorf("/metrics names a destination:\n%s", body)
+	}
+}
+
+// TestCommitRecordsSizeTripsAndTime: one group commit adds to the histogram
+// of its operations, the round trips and the histogram of its time.
+func TestCommitRecordsSizeTripsAndTime(t *testing.T) {
+	t.Parallel()
+	m := New(nil)
+	m.Commit(12, 1, 3*time.Millisecond)
+	m.Commit(4, 2, 5*time.Millisecond)
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		"livehooks_store_commit_ops_sum 16", "livehooks_store_commit_ops_count 2",
+		"livehooks_store_round_trips_total 3",
+		"livehooks_store_commit_seconds_sum 0.008", "livehooks_store_commit_seconds_count 2",
+		`livehooks_store_commit_seconds_bucket{le="0.0032"} 1`,
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("no %s in:\n%s", want, body)
+		}
 	}
 }
