@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/livehooks/livehooks/internal/durable"
 )
 
 // EnvMasterKey is the environment variable that holds the master key, as
@@ -144,9 +146,6 @@ func createKeyFile(dataDir, path, what string) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if d, err := os.Open(dataDir); err == nil {
-		_ = d.Sync() // best effort: make the new name durable
-		d.Close()
-	}
+	_ = durable.SyncDir(dataDir) // best effort: make the new name durable
 	return key, nil
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/internal/durable"
 )
 
 // CredentialsFile is the name of the credentials file in a data directory.
@@ -213,12 +214,7 @@ func (f *File) write(dataDir string, replace bool) (err error) {
 
 // syncDir makes a rename durable. Some systems cannot sync a directory; the
 // file itself is synced already, so that failure is not an error.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
+func syncDir(dir string) { _ = durable.SyncDir(dir) }
 
 // RotateAccessKey replaces the access keys of f with a new one, bound to the
 // projects of the first key it replaces (every project when there was none).

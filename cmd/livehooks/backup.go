@@ -17,6 +17,7 @@ import (
 	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/auth"
 	"github.com/livehooks/livehooks/fileserve"
+	"github.com/livehooks/livehooks/internal/durable"
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
@@ -132,7 +133,7 @@ func backup(ctx context.Context, e *env, dataDir, target string, withSecrets boo
 	if e.getenv(aesgcm.EnvMasterKey) != "" {
 		fmt.Fprintf(e.stdout, "backup: the master key comes from %s: keep its value with this backup; without it the callback keys in the copy cannot be decrypted\n", aesgcm.EnvMasterKey)
 	}
-	return syncDir(filepath.Dir(target))
+	return durable.SyncDir(filepath.Dir(target))
 }
 
 func randomSuffix() string {
@@ -174,15 +175,6 @@ func sameFileContent(a, b string) bool {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // wrongMasterKey explains a sealed value that does not open.

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/livehooks/livehooks/aesgcm"
+	"github.com/livehooks/livehooks/internal/durable"
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
@@ -138,7 +139,7 @@ func restore(ctx context.Context, e *env, dataDir, file string, force bool) erro
 			return fmt.Errorf("restore: %w", err)
 		}
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := durable.SyncDir(dataDir); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "restore: %s now holds %s: %s\n", dataDir, file, summary)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/livehooks/livehooks/internal/durable"
 )
 
 // Summary is what a store file holds.
@@ -116,7 +118,7 @@ func Backup(ctx context.Context, path, target string) (Summary, error) {
 	if err := os.Link(tmp, target); err != nil {
 		return s, fmt.Errorf("sqlite: backup: %w", err)
 	}
-	if err := syncDir(filepath.Dir(target)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(target)); err != nil {
 		return s, fmt.Errorf("sqlite: backup: %w", err)
 	}
 	return s, nil

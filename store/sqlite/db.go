@@ -16,6 +16,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/internal/durable"
 )
 
 // DefaultLease is how long a node owns a lane it creates at Enqueue before
@@ -295,7 +296,7 @@ func (db *DB) Sync() error {
 			return fmt.Errorf("sqlite: sync: %w", err)
 		}
 		// The WAL's directory entry must survive a power cut too.
-		if err := syncDir(filepath.Dir(db.walPath)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(db.walPath)); err != nil {
 			f.Close()
 			return fmt.Errorf("sqlite: sync: %w", err)
 		}
@@ -305,15 +306,6 @@ func (db *DB) Sync() error {
 		return fmt.Errorf("sqlite: sync: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // micros and fromMicros convert times to and from the stored representation.
