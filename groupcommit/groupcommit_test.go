@@ -386,3 +386,105 @@ func TestLazyRecordJoinsTheNextWrite(t *testing.T) {
 		t.Errorf("pending %d, want 1 (c): both results recorded", pending)
 	}
 }
+
+// pipeStore is a Pipeliner over SQLite: each write commits at once, and its
+// outcome is what the test sends on the gate the write hands out.
+type pipeStore struct {
+	livehooks.Outbox // seen only as an Outbox: not a DeferredSyncer
+	gates            chan chan error
+	ready            atomic.Int64
+}
+
+func (s *pipeStore) WritePipelined(ctx context.Context, fn func(tx livehooks.OutboxTx) error) (func() (int, error), error) {
+	if err := s.Outbox.Write(ctx, fn); err != nil {
+		return nil, err
+	}
+	gate := make(chan error, 1)
+	s.gates <- gate
+	return func() (int, error) { return 1, <-gate }, nil
+}
+
+func (s *pipeStore) Ready(context.Context) { s.ready.Add(1) }
+
+// TestPipelinerTwoInFlight: with a Pipeliner the next transaction is sent
+// while the one ahead is in flight, a third waits for an acknowledgement,
+// writers are answered in the order sent, and a transaction that fails in
+// its wait fails its writers alone.
+func TestPipelinerTwoInFlight(t *testing.T) {
+	sq := openStore(t)
+	cfg := &livehooks.CallbackConfig{ID: hexID(), ProjectID: "p", PublishDomain: "push.example.com", App: "live",
+		NotifyCallbackURL: "http://127.0.0.1:1/cb", NotifyEventSubscription: livehooks.EventTypes, SignType: "HMACSHA256",
+		CreateTime: time.Now(), UpdateTime: time.Now()}
+	if err := sq.CreateCallback(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	store := &pipeStore{Outbox: sq.DB, gates: make(chan chan error, 8)}
+	var (
+		mu      sync.Mutex
+		streams []string
+	)
+	gc := groupcommit.New(store, groupcommit.Options{Node: "n1", OnCommit: func(effects []groupcommit.Effect) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range effects {
+			for _, d := range e.Enqueued {
+				streams = append(streams, d.Stream)
+			}
+		}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	answers := make(map[string]chan error)
+	enqueue := func(stream string) {
+		answer := make(chan error, 1)
+		answers[stream] = answer
+		go func() {
+			_, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev(stream)})
+			answer <- err
+		}()
+	}
+	sent := func(what string) chan error {
+		t.Helper()
+		select {
+		case g := <-store.gates:
+			return g
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s was not sent", what)
+			return nil
+		}
+	}
+	enqueue("a")
+	gateA := sent("a")
+	enqueue("b")
+	gateB := sent("b, while a is in flight")
+	enqueue("c")
+	select {
+	case <-store.gates:
+		t.Fatal("a third transaction was sent with two in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	gateA <- nil
+	if err := <-answers["a"]; err != nil {
+		t.Fatalf("a: %v", err)
+	}
+	gateC := sent("c, once a was acknowledged")
+	gateB <- errors.New("the transaction ahead did not commit")
+	if err := <-answers["b"]; livehooks.ErrorCode(err) != livehooks.EUNAVAILABLE {
+		t.Fatalf("b: %v, want unavailable", err)
+	}
+	gateC <- nil
+	if err := <-answers["c"]; err != nil {
+		t.Fatalf("c: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(streams) != "[a c]" {
+		t.Fatalf("effects of %v, want [a c]", streams)
+	}
+	if store.ready.Load() < 3 {
+		t.Fatalf("Ready called %d times for 3 transactions", store.ready.Load())
+	}
+}

@@ -55,7 +55,8 @@ type DB struct {
 
 	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
 	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)
-	write      writeConn    // Write's own connection
+	writes     [2]writeConn // Write's own connections
+	pipe       pipe         // orders Write's transactions in flight
 
 	// What Write reads from memory instead of the database; see cache.go.
 	configs storerow.Cache[domainKey, domainConfigs]
@@ -116,7 +117,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
-	if err := db.openWriteConn(ctx); err != nil {
+	db.pipe.init()
+	if err := db.openChain(ctx); err != nil {
+		db.pool.Close()
+		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
+	}
+	if err := db.openWriteConns(ctx); err != nil {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
@@ -134,7 +140,8 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes Write's connection and the pool, waiting for connections in
 // use to be released. Listen stops with its own context.
 func (db *DB) Close() error {
-	db.closeWriteConn()
+	db.closeWriteConns()
+	db.dropChain()
 	db.pool.Close()
 	return nil
 }
@@ -231,8 +238,8 @@ func (db *DB) WriteRoundTrips() int64 { return db.roundTrips.Load() }
 // liveness pings are Write's round trips.
 type writeAcquire struct{}
 
-// preparedKey names, in a connection's CustomData, the set of statements
-// prepare has prepared on it.
+// preparedKey names, in a connection's CustomData, the statements prepare
+// has prepared on it, by SQL.
 const preparedKey = "livehooks.prepared"
 
 // prepare prepares on conn those of sqls it has not prepared yet, one round
@@ -247,22 +254,30 @@ func (db *DB) prepare(ctx context.Context, conn *pgx.Conn, sqls ...string) error
 // prepareCounted is prepare, counting its round trips in trips.
 func (db *DB) prepareCounted(ctx context.Context, conn *pgx.Conn, trips *atomic.Int64, sqls ...string) error {
 	data := conn.PgConn().CustomData()
-	done, _ := data[preparedKey].(map[string]bool)
+	done, _ := data[preparedKey].(map[string]*pgconn.StatementDescription)
 	if done == nil {
-		done = make(map[string]bool)
+		done = make(map[string]*pgconn.StatementDescription)
 		data[preparedKey] = done
 	}
 	for _, sql := range sqls {
-		if done[sql] {
+		if done[sql] != nil {
 			continue
 		}
 		trips.Add(1)
-		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
+		sd, err := conn.Prepare(ctx, sql, sql)
+		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
-		done[sql] = true
+		done[sql] = sd
 	}
 	return nil
+}
+
+// prepared returns the statement prepare prepared on conn for sql, nil if
+// none.
+func prepared(conn *pgx.Conn, sql string) *pgconn.StatementDescription {
+	done, _ := conn.PgConn().CustomData()[preparedKey].(map[string]*pgconn.StatementDescription)
+	return done[sql]
 }
 
 func pgCode(err error) string {

@@ -38,6 +38,11 @@ func (db *DB) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) e
 // committer acknowledges its writers after Sync, while the next transaction
 // already runs (groupcommit.DeferredSyncer).
 func (db *DB) WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
+	// The statements of a write run to its end: SQLite waits for nothing
+	// that a deadline could cut short (a lock wait has busy_timeout), and a
+	// context that can end costs the driver a goroutine and a progress
+	// handler per statement, and database/sql one per transaction and query.
+	ctx = context.WithoutCancel(ctx)
 	var t *outboxTx
 	err := db.commitTx(ctx, func(tx *sql.Tx) error {
 		// The write connection is ours until the transaction ends: the id
@@ -114,7 +119,7 @@ func (t *outboxTx) match(ctx context.Context, project, domain, app string) (matc
 		m            match
 		subs, reason string
 	)
-	err := t.stmt(stmtMatch).QueryRowContext(ctx, project, domain, app).Scan(&m.id, &subs, &reason)
+	err := t.stmt(stmtMatch).QueryRowContext(t.ctx, project, domain, app).Scan(&m.id, &subs, &reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		m = match{}
 	} else if err != nil {
@@ -198,7 +203,7 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		if eventID == "" && d.Event != nil {
 			eventID = d.Event.ID
 		}
-		pk, e, err := scanEvent(t.stmt(stmtEventByUID).QueryRowContext(ctx, eventID))
+		pk, e, err := scanEvent(t.stmt(stmtEventByUID).QueryRowContext(t.ctx, eventID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, livehooks.Errorf(livehooks.ENOTFOUND, "event %s not found", truncate(eventID, 64))
 		} else if err != nil {
@@ -207,7 +212,7 @@ func (t *outboxTx) Requeue(ctx context.Context, node string, now time.Time, ds [
 		cerr, ok := configs[d.ConfigID+"\x00"+e.ProjectID]
 		if !ok {
 			var project, reason string
-			err = t.stmt(stmtConfigState).QueryRowContext(ctx, d.ConfigID).Scan(&project, &reason)
+			err = t.stmt(stmtConfigState).QueryRowContext(t.ctx, d.ConfigID).Scan(&project, &reason)
 			switch {
 			case errors.Is(err, sql.ErrNoRows) || err == nil && project != e.ProjectID:
 				cerr = errNotFound(d.ConfigID)
@@ -265,7 +270,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 // disable disables a config inside the transaction (410 Gone) and forgets it
 // in the match cache, so that later events of this transaction skip it.
 func (t *outboxTx) disable(ctx context.Context, project, configID, reason string, now time.Time) error {
-	if err := disable(ctx, t.tx, project, configID, reason, now); err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
+	if err := disable(t.ctx, t.tx, project, configID, reason, now); err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
 		return err
 	}
 	t.db.configChanged()
@@ -280,7 +285,7 @@ func (t *outboxTx) Defer(ctx context.Context, node, lane string, at time.Time) (
 	if err := t.flush(); err != nil {
 		return livehooks.LaneState{}, err
 	}
-	if _, err := t.stmt(stmtDeferLane).ExecContext(ctx, lane, node, micros(at)); err != nil {
+	if _, err := t.stmt(stmtDeferLane).ExecContext(t.ctx, lane, node, micros(at)); err != nil {
 		return livehooks.LaneState{}, fmt.Errorf("sqlite: defer lane: %w", err)
 	}
 	return livehooks.LaneState{Lane: lane, Open: false}, nil

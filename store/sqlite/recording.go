@@ -37,7 +37,7 @@ func (t *outboxTx) Stream(ctx context.Context, key livehooks.StreamKey) (*liveho
 		cp := *s
 		return &cp, nil
 	}
-	row := t.stmt(stmtStream).QueryRowContext(ctx, key.ProjectID, key.PublishDomain, key.App, key.Stream)
+	row := t.stmt(stmtStream).QueryRowContext(t.ctx, key.ProjectID, key.PublishDomain, key.App, key.Stream)
 	var s livehooks.StreamState
 	err := scanStream(row, &s)
 	if errors.Is(err, sql.ErrNoRows) {
