@@ -92,12 +92,8 @@ type Committer struct {
 	// syncs carries committed transactions to syncLoop when the store
 	// leaves the fsync to the committer; nil otherwise.
 	syncs chan committed
-	// waits carries transactions sent to waitLoop when the store sends
-	// them before the one ahead committed (Pipeliner); nil otherwise.
-	waits chan committed
-	// slots holds a token per transaction written and not yet acknowledged,
-	// with a DeferredSyncer or a Pipeliner store; nil otherwise.
-	slots chan struct{}
+	// unsynced holds a token per transaction written and not yet synced.
+	unsynced chan struct{}
 }
 
 // DeferredSyncer is implemented by stores that can commit a transaction
@@ -108,23 +104,6 @@ type DeferredSyncer interface {
 	WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error
 	// Sync makes every transaction committed so far durable.
 	Sync() error
-}
-
-// Pipeliner is implemented by stores that can send a transaction before the
-// one ahead of it committed (PostgreSQL, where a transaction is a network
-// round trip): the server runs it as soon as the one ahead commits, with no
-// round trip in between. WritePipelined runs fn and sends its transaction;
-// wait blocks until it committed or failed for good and returns the round
-// trips it took. Transactions commit in the order they were sent, and one
-// commits only if those sent before it did; the committer calls the waits in
-// that order.
-//
-// Ready blocks until a transaction sent now would not wait at the server
-// (much) for the one ahead: the committer calls it before it takes in the
-// batch, so that the writers that come meanwhile join it.
-type Pipeliner interface {
-	WritePipelined(ctx context.Context, fn func(tx livehooks.OutboxTx) error) (wait func() (roundTrips int, err error), err error)
-	Ready(ctx context.Context)
 }
 
 // New returns a Committer writing to outbox.
@@ -233,24 +212,15 @@ func (c *Committer) Apply(ctx context.Context, fn ApplyFunc) error {
 // Run commits batches until ctx is done and the queue is drained; writes
 // submitted after that fail with ErrClosed.
 func (c *Committer) Run(ctx context.Context) {
-	defer close(c.finished) // after the fsyncs and waits below
+	defer close(c.finished) // after the fsyncs below
 	if ds, ok := c.outbox.(DeferredSyncer); ok {
-		c.syncs = make(chan committed, maxUnacknowledged)
-		c.slots = make(chan struct{}, maxUnacknowledged)
+		c.syncs = make(chan committed, maxUnsynced)
+		c.unsynced = make(chan struct{}, maxUnsynced)
 		synced := make(chan struct{})
 		go c.syncLoop(ds, synced)
 		defer func() {
 			close(c.syncs)
 			<-synced
-		}()
-	} else if _, ok := c.outbox.(Pipeliner); ok {
-		c.waits = make(chan committed, maxUnacknowledged)
-		c.slots = make(chan struct{}, maxUnacknowledged)
-		waited := make(chan struct{})
-		go c.waitLoop(waited)
-		defer func() {
-			close(c.waits)
-			<-waited
 		}()
 	}
 	batch := make([]*op, 0, c.opts.MaxBatch)
@@ -280,13 +250,10 @@ func (c *Committer) Run(ctx context.Context) {
 			}
 			wait.Stop()
 		}
-		if c.slots != nil {
-			// With two transactions not yet acknowledged, wait for one,
-			// taking in the writers that come meanwhile.
-			c.slots <- struct{}{}
-		}
-		if p, ok := c.outbox.(Pipeliner); ok {
-			p.Ready(ctx)
+		if c.unsynced != nil {
+			// With two transactions not yet synced, wait for one before
+			// taking in the batch: the writers that come meanwhile join it.
+			c.unsynced <- struct{}{}
 		}
 		// Take whatever else is already waiting: while one transaction
 		// commits, the next batch builds up by itself.
@@ -344,16 +311,19 @@ func drain(q chan *op) {
 
 func (c *Committer) commit(batch []*op) {
 	start := time.Now() // the metric's: real time, whatever Options.Clock says
-	// The batch outlives this call (fn may run again in a Pipeliner's
-	// wait); Run reuses its slice.
-	batch = append([]*op(nil), batch...)
 	effects := make([]Effect, len(batch))
 	now := c.opts.Clock.Now()
 	// A fresh context: the batch belongs to many callers, none of whom may
 	// cancel the others' writes.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	failed := make([]error, len(batch))
-	fn := func(tx livehooks.OutboxTx) error {
+	trips := c.roundTrips()
+	write := c.outbox.Write
+	if ds, ok := c.outbox.(DeferredSyncer); ok {
+		write = ds.WriteDeferSync // Run took its c.unsynced token
+	}
+	err := write(ctx, func(tx livehooks.OutboxTx) error {
 		// A store may run fn again after a conflict (PostgreSQL): only the
 		// last run's outcome counts.
 		clear(failed)
@@ -396,79 +366,35 @@ func (c *Committer) commit(batch []*op) {
 			}
 		}
 		return nil
-	}
-	done := committed{ops: batch, effects: effects, failed: failed, start: start}
-	if p, ok := c.outbox.(Pipeliner); ok {
-		wait, err := p.WritePipelined(ctx, fn)
-		if err != nil {
-			cancel()
-			c.fail(batch, err)
-			return
+	})
+	if err != nil {
+		c.opts.Logger.Error("store write failed", "ops", len(batch), "error", err)
+		if livehooks.ErrorCode(err) == livehooks.EINTERNAL || errors.Is(err, context.DeadlineExceeded) {
+			err = livehooks.Errorf(livehooks.EUNAVAILABLE, "the store cannot accept writes")
 		}
-		// The next batch is built and sent while this one is in flight.
-		done.wait = func() (int, error) {
-			defer cancel()
-			return wait()
+		for _, o := range batch {
+			o.done <- opResult{err: err}
 		}
-		c.waits <- done
+		if c.unsynced != nil {
+			<-c.unsynced // nothing of it to sync
+		}
 		return
 	}
-	defer cancel()
-	trips := c.roundTrips()
-	write := c.outbox.Write
-	if ds, ok := c.outbox.(DeferredSyncer); ok {
-		write = ds.WriteDeferSync
-	}
-	if err := write(ctx, fn); err != nil {
-		c.fail(batch, err)
-		return
-	}
-	done.trips = c.roundTrips() - trips
+	done := committed{ops: batch, effects: effects, failed: failed, trips: c.roundTrips() - trips, start: start}
 	if c.syncs == nil {
 		c.finish(done, nil)
 		return
 	}
 	// The next batch runs while the disk syncs this one.
+	done.ops = append([]*op(nil), batch...)
 	c.syncs <- done
 }
 
-// fail answers every writer of a batch whose transaction failed.
-func (c *Committer) fail(batch []*op, err error) {
-	c.opts.Logger.Error("store write failed", "ops", len(batch), "error", err)
-	if livehooks.ErrorCode(err) == livehooks.EINTERNAL || errors.Is(err, context.DeadlineExceeded) {
-		err = livehooks.Errorf(livehooks.EUNAVAILABLE, "the store cannot accept writes")
-	}
-	for _, o := range batch {
-		o.done <- opResult{err: err}
-	}
-	if c.slots != nil {
-		<-c.slots // nothing of it to acknowledge
-	}
-}
-
-// waitLoop acknowledges the transactions of a Pipeliner in the order they
-// were sent.
-func (c *Committer) waitLoop(done chan<- struct{}) {
-	defer close(done)
-	for t := range c.waits {
-		trips, err := t.wait()
-		if err != nil {
-			c.fail(t.ops, err)
-			continue
-		}
-		t.trips = trips
-		c.finish(t, nil)
-		<-c.slots
-	}
-}
-
-// maxUnacknowledged is how many transactions may be written and not yet
-// acknowledged: with a DeferredSyncer one syncing and one committed behind
-// it, with a Pipeliner one in flight and one sent behind it. A third would
-// start as soon as the second was written, with only the few writers that
-// arrived meanwhile; waiting for the first's acknowledgement lets the batch
-// grow instead.
-const maxUnacknowledged = 2
+// maxUnsynced is how many committed transactions may wait for their fsync:
+// one syncing and one committed behind it. A third would start as soon as
+// the second committed, with only the few writers that arrived meanwhile;
+// waiting for the fsync lets the batch grow instead.
+const maxUnsynced = 2
 
 // committed is a transaction that committed, waiting to be acknowledged.
 type committed struct {
@@ -476,8 +402,7 @@ type committed struct {
 	effects []Effect
 	failed  []error
 	trips   int
-	start   time.Time           // when the transaction began
-	wait    func() (int, error) // with a Pipeliner: the transaction's outcome
+	start   time.Time // when the transaction began
 }
 
 // finish acknowledges a committed transaction: its effects go to OnCommit,
@@ -527,7 +452,7 @@ func (c *Committer) syncLoop(store DeferredSyncer, done chan<- struct{}) {
 		}
 		for _, t := range pending {
 			c.finish(t, err)
-			<-c.slots
+			<-c.unsynced
 		}
 	}
 }

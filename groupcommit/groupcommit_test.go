@@ -387,104 +387,46 @@ func TestLazyRecordJoinsTheNextWrite(t *testing.T) {
 	}
 }
 
-// pipeStore is a Pipeliner over SQLite: each write commits at once, and its
-// outcome is what the test sends on the gate the write hands out.
-type pipeStore struct {
-	livehooks.Outbox // seen only as an Outbox: not a DeferredSyncer
-	gates            chan chan error
-	ready            atomic.Int64
-}
-
-func (s *pipeStore) WritePipelined(ctx context.Context, fn func(tx livehooks.OutboxTx) error) (func() (int, error), error) {
-	if err := s.Outbox.Write(ctx, fn); err != nil {
-		return nil, err
-	}
-	gate := make(chan error, 1)
-	s.gates <- gate
-	return func() (int, error) { return 1, <-gate }, nil
-}
-
-func (s *pipeStore) Ready(context.Context) { s.ready.Add(1) }
-
-// TestPipelinerTwoInFlight: with a Pipeliner the next transaction is sent
-// while the one ahead is in flight, a third waits for an acknowledgement,
-// writers are answered in the order sent, and a transaction that fails in
-// its wait fails its writers alone.
-func TestPipelinerTwoInFlight(t *testing.T) {
-	sq := openStore(t)
-	cfg := &livehooks.CallbackConfig{ID: hexID(), ProjectID: "p", PublishDomain: "push.example.com", App: "live",
-		NotifyCallbackURL: "http://127.0.0.1:1/cb", NotifyEventSubscription: livehooks.EventTypes, SignType: "HMACSHA256",
-		CreateTime: time.Now(), UpdateTime: time.Now()}
-	if err := sq.CreateCallback(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	store := &pipeStore{Outbox: sq.DB, gates: make(chan chan error, 8)}
-	var (
-		mu      sync.Mutex
-		streams []string
-	)
-	gc := groupcommit.New(store, groupcommit.Options{Node: "n1", OnCommit: func(effects []groupcommit.Effect) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range effects {
-			for _, d := range e.Enqueued {
-				streams = append(streams, d.Stream)
-			}
-		}
-	}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { gc.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	answers := make(map[string]chan error)
+// TestBatchGrowsWhileTheDiskSyncs: with two transactions waiting for their
+// fsync, the committer waits for one before it takes in the next batch, so
+// that writers arriving meanwhile share that batch instead of following in
+// another transaction.
+func TestBatchGrowsWhileTheDiskSyncs(t *testing.T) {
+	store, gc, _ := setup(t, nil)
+	gate := make(chan struct{})
+	store.syncGate = gate
+	answers := make(chan error, 5)
 	enqueue := func(stream string) {
-		answer := make(chan error, 1)
-		answers[stream] = answer
 		go func() {
 			_, err := gc.Enqueue(context.Background(), []*livehooks.Event{ev(stream)})
-			answer <- err
+			answers <- err
 		}()
 	}
-	sent := func(what string) chan error {
+	waitWrites := func(n int64) {
 		t.Helper()
-		select {
-		case g := <-store.gates:
-			return g
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s was not sent", what)
-			return nil
+		for deadline := time.Now().Add(5 * time.Second); store.writes.Load() < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d transactions, want %d", store.writes.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
-	enqueue("a")
-	gateA := sent("a")
-	enqueue("b")
-	gateB := sent("b, while a is in flight")
-	enqueue("c")
-	select {
-	case <-store.gates:
-		t.Fatal("a third transaction was sent with two in flight")
-	case <-time.After(200 * time.Millisecond):
+	enqueue("a") // syncing
+	waitWrites(1)
+	enqueue("b") // committed behind it
+	waitWrites(2)
+	enqueue("c") // taken, waiting for a sync
+	time.Sleep(50 * time.Millisecond)
+	enqueue("d")
+	enqueue("e")
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	for range 5 {
+		if err := <-answers; err != nil {
+			t.Fatal(err)
+		}
 	}
-	gateA <- nil
-	if err := <-answers["a"]; err != nil {
-		t.Fatalf("a: %v", err)
-	}
-	gateC := sent("c, once a was acknowledged")
-	gateB <- errors.New("the transaction ahead did not commit")
-	if err := <-answers["b"]; livehooks.ErrorCode(err) != livehooks.EUNAVAILABLE {
-		t.Fatalf("b: %v, want unavailable", err)
-	}
-	gateC <- nil
-	if err := <-answers["c"]; err != nil {
-		t.Fatalf("c: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(streams) != "[a c]" {
-		t.Fatalf("effects of %v, want [a c]", streams)
-	}
-	if store.ready.Load() < 3 {
-		t.Fatalf("Ready called %d times for 3 transactions", store.ready.Load())
+	if n := store.writes.Load(); n != 3 {
+		t.Fatalf("%d transactions for a, b and then c, d, e: want 3", n)
 	}
 }

@@ -55,8 +55,7 @@ type DB struct {
 
 	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
 	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)
-	writes     [2]writeConn // Write's own connections
-	pipe       pipe         // orders Write's transactions in flight
+	write      writeConn    // Write's own connection
 
 	// What Write reads from memory instead of the database; see cache.go.
 	configs storerow.Cache[domainKey, domainConfigs]
@@ -117,12 +116,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
-	db.pipe.init()
-	if err := db.openChain(ctx); err != nil {
-		db.pool.Close()
-		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
-	}
-	if err := db.openWriteConns(ctx); err != nil {
+	if err := db.openWriteConn(ctx); err != nil {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
@@ -140,8 +134,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes Write's connection and the pool, waiting for connections in
 // use to be released. Listen stops with its own context.
 func (db *DB) Close() error {
-	db.closeWriteConns()
-	db.dropChain()
+	db.closeWriteConn()
 	db.pool.Close()
 	return nil
 }
@@ -238,8 +231,8 @@ func (db *DB) WriteRoundTrips() int64 { return db.roundTrips.Load() }
 // liveness pings are Write's round trips.
 type writeAcquire struct{}
 
-// preparedKey names, in a connection's CustomData, the statements prepare
-// has prepared on it, by SQL.
+// preparedKey names, in a connection's CustomData, the set of statements
+// prepare has prepared on it.
 const preparedKey = "livehooks.prepared"
 
 // prepare prepares on conn those of sqls it has not prepared yet, one round
@@ -254,30 +247,22 @@ func (db *DB) prepare(ctx context.Context, conn *pgx.Conn, sqls ...string) error
 // prepareCounted is prepare, counting its round trips in trips.
 func (db *DB) prepareCounted(ctx context.Context, conn *pgx.Conn, trips *atomic.Int64, sqls ...string) error {
 	data := conn.PgConn().CustomData()
-	done, _ := data[preparedKey].(map[string]*pgconn.StatementDescription)
+	done, _ := data[preparedKey].(map[string]bool)
 	if done == nil {
-		done = make(map[string]*pgconn.StatementDescription)
+		done = make(map[string]bool)
 		data[preparedKey] = done
 	}
 	for _, sql := range sqls {
-		if done[sql] != nil {
+		if done[sql] {
 			continue
 		}
 		trips.Add(1)
-		sd, err := conn.Prepare(ctx, sql, sql)
-		if err != nil {
+		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
-		done[sql] = sd
+		done[sql] = true
 	}
 	return nil
-}
-
-// prepared returns the statement prepare prepared on conn for sql, nil if
-// none.
-func prepared(conn *pgx.Conn, sql string) *pgconn.StatementDescription {
-	done, _ := conn.PgConn().CustomData()[preparedKey].(map[string]*pgconn.StatementDescription)
-	return done[sql]
 }
 
 func pgCode(err error) string {

@@ -17,40 +17,33 @@ import (
 	"github.com/livehooks/livehooks"
 )
 
-// flush queues what a transaction holds, to go in one round trip: one
-// multi-row statement per kind of write (arrays, unnest), pipelined, then one
-// Sync (pipe.send sends them). Without a BEGIN of their own, PostgreSQL runs
-// the statements of a pipeline as one transaction, which Sync commits; it
-// stops at the first that fails and rolls the transaction back, with no
-// ROLLBACK to send. It returns nil when there is nothing to write.
+// flush sends what a transaction holds in one round trip: one multi-row
+// statement per kind of write (arrays, unnest), pipelined, then one Sync.
+// Without a BEGIN of their own, PostgreSQL runs the statements of a pipeline
+// as one transaction, which Sync commits; it stops at the first that fails
+// and rolls the transaction back, with no ROLLBACK to send.
 //
-// A sequenced transaction's first statement links it to the one sent before
-// it (pipeline.go). The statements that come next check what the
-// transaction took from memory (configs, streams) and that its events are
-// new; when something does not hold, livehooks_conflict aborts the
-// transaction as a serialization failure whose DETAIL says what was out of
-// date, and Write runs fn again without it (conflict).
+// The statements that come first check what the transaction took from
+// memory (configs, streams) and that its events are new; when something does
+// not hold, livehooks_conflict aborts the transaction as a serialization
+// failure whose DETAIL says what was out of date, and Write runs fn again
+// without it (conflict).
 //
 // A lane's deliveries must get their ids in the order their transactions
 // commit, whichever node writes them: every lane the transaction touches is
 // locked, in key order, before the deliveries draw their ids, and stays
 // locked until the commit.
-func (t *outboxTx) flush(ctx context.Context, sequenced bool) (*flushing, error) {
+func (t *outboxTx) flush(ctx context.Context) error {
 	if len(t.streamOrder) == 0 && len(t.events) == 0 && len(t.plans) == 0 && len(t.results) == 0 && len(t.defers) == 0 &&
 		len(t.addJobs) == 0 && len(t.finishJobs) == 0 {
-		return nil, nil
+		return nil
 	}
 	if err := t.connect(ctx); err != nil {
-		return nil, fmt.Errorf("postgres: write: %w", err)
+		return fmt.Errorf("postgres: write: %w", err)
 	}
 	f := &flushing{t: t}
 	if t.c.own == nil {
 		f.queue(settingsSQL)
-	}
-	if sequenced {
-		// Its SQL and arguments are set when it is sent (pipe.send).
-		f.chain = f.queue(chainStartSQL)
-		f.sqls = append(f.sqls, chainNextSQL)
 	}
 	f.checkMatches()
 	f.checkRequeues()
@@ -64,21 +57,21 @@ func (t *outboxTx) flush(ctx context.Context, sequenced bool) (*flushing, error)
 	f.laneStates()
 	conn, err := t.roundTrip(ctx, f.sqls...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: write: %w", err)
+		return fmt.Errorf("postgres: write: %w", err)
 	}
-	f.conn = conn
-	return f, nil
+	if err := conn.SendBatch(ctx, &f.b).Close(); err != nil {
+		f.failed(err)
+		return fmt.Errorf("postgres: write: %w", err)
+	}
+	f.complete()
+	return nil
 }
 
 // flushing is one flush: the batch and what its statements return.
 type flushing struct {
-	t          *outboxTx
-	b          pgx.Batch
-	sqls       []string
-	chain      *pgx.QueuedQuery // the link to the transaction sent before (pipeline.go)
-	conn       *pgx.Conn
-	sent       *sent // once sent (pipesend.go)
-	chainStart bool  // nothing was in flight ahead of it
+	t    *outboxTx
+	b    pgx.Batch
+	sqls []string
 
 	streams []*txStream          // in the order of the streams statement
 	ids     []int64              // of the deliveries, in plan order
@@ -224,9 +217,6 @@ func (f *flushing) failed(err error) {
 				run.existing[f.t.events[i].e.ID] = true
 			}
 		}
-	case "chain":
-		// The transaction sent before this one failed: nothing here was out
-		// of date.
 	default: // configs, requeue, deliveries
 		f.t.db.configs.Invalidate()
 	}
@@ -266,32 +256,16 @@ func (f *flushing) complete() {
 		st, ok := f.lanes[r.state.Lane]
 		r.state.Open = ok && st.pending > 0 && st.owner != nil && *st.owner == r.node
 	}
-	if f.gone {
-		t.db.configs.Invalidate()
-	}
-}
-
-// speculate remembers the streams the transaction writes as it leaves them,
-// when it is sent: the transactions built while it is in flight start from
-// there (pipeline.go).
-func (f *flushing) speculate() {
-	for _, s := range f.t.streamOrder {
+	for _, s := range t.streamOrder {
 		switch {
 		case s.put && s.read:
-			f.t.db.rememberStream(s.key, cachedStream{state: copyStream(s.state), version: s.version + 1})
+			t.db.rememberStream(s.key, cachedStream{state: copyStream(s.state), version: s.version + 1})
 		case s.put:
-			f.t.db.streams.Delete(s.key) // its version is unknown
+			t.db.streams.Delete(s.key) // its version is unknown
 		}
 	}
-}
-
-// unspeculate forgets what speculate remembered, once the transaction
-// failed.
-func (f *flushing) unspeculate() {
-	for _, s := range f.t.streamOrder {
-		if s.put {
-			f.t.db.streams.Delete(s.key)
-		}
+	if f.gone {
+		t.db.configs.Invalidate()
 	}
 }
 

@@ -158,11 +158,7 @@ func TestFlushIsAtomic(t *testing.T) {
 	e := testEvent("live", "s1")
 	e.ID = "missing"
 	tx.plans = append(tx.plans, planned{d: storerow.NewDelivery("w", "c", e, time.Now()), node: "A", call: tx.calls})
-	f, err := tx.flush(ctx, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = f.conn.SendBatch(ctx, &f.b).Close()
+	err := tx.flush(ctx)
 	if !isConflict(err) {
 		t.Fatalf("flush: %v, want a conflict", err)
 	}
@@ -223,16 +219,14 @@ func TestRoundTrips(t *testing.T) {
 	if n := trips(a, func(tx livehooks.OutboxTx) (err error) { ds, err = step(tx, "s1"); return err }); n != 2 {
 		t.Fatalf("first write: %d round trips, want 2 (the config, the transaction)", n)
 	}
-	// Write's own connections have their settings from the start.
-	for i := range a.writes {
-		for _, kv := range writeSettings {
-			var v string
-			if err := a.writes[i].conn.QueryRow(ctx, "SELECT current_setting($1)", kv[0]).Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-			if want := kv[1]; v != want && v != want+"ms" {
-				t.Fatalf("%s = %s on Write's connection %d, want %s", kv[0], v, i, want)
-			}
+	// Write's own connection has its settings from the start.
+	for _, kv := range writeSettings {
+		var v string
+		if err := a.write.conn.QueryRow(ctx, "SELECT current_setting($1)", kv[0]).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if want := kv[1]; v != want && v != want+"ms" {
+			t.Fatalf("%s = %s on Write's connection, want %s", kv[0], v, want)
 		}
 	}
 	for i := range 5 {

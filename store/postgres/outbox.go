@@ -41,12 +41,23 @@ const notifyChannel = "livehooks_lanes"
 // When the transaction added deliveries to lanes that another node owns, or
 // left lanes free and due, it notifies the other nodes on commit (Listen).
 func (db *DB) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
-	wait, err := db.WritePipelined(ctx, fn)
-	if err != nil {
-		return err
-	}
-	_, err = wait()
-	return err
+	run := &writeRun{}
+	return db.retry(ctx, func() error {
+		t := &outboxTx{db: db, run: run, matches: make(map[matchKey]match)}
+		defer t.release(ctx)
+		if stale := run.stale; len(stale) > 0 {
+			// What the last run found out of date, read again at once
+			// rather than one stream at a time.
+			run.stale = nil
+			if _, err := t.readStreams(ctx, stale); err != nil {
+				return err
+			}
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.flush(ctx)
+	})
 }
 
 // writeRun is what the runs of one Write learn from each other's conflicts.
@@ -61,8 +72,6 @@ type outboxTx struct {
 	db  *DB
 	run *writeRun
 	c   *conn // acquired at the first round trip
-	// trips counts the round trips of this run (roundTrip).
-	trips int
 
 	// calls counts the calls of Enqueue, Requeue and Record: a delivery's
 	// LanePending counts what the calls after its own changed in its lane.
@@ -133,7 +142,6 @@ func (t *outboxTx) roundTrip(ctx context.Context, sqls ...string) (*pgx.Conn, er
 		return nil, err
 	}
 	t.db.roundTrips.Add(1)
-	t.trips++
 	return conn, nil
 }
 

@@ -14,11 +14,10 @@ import (
 // writeApplication names Write's own connection in pg_stat_activity.
 const writeApplication = "livehooks write"
 
-// writeConn is one of Write's two connections, outside the pool: the group
-// committer's transactions come one after the other, at most two in flight
-// (pipeline.go), and find their statements prepared on them. A Write that
-// finds both busy (more Writes at the same time) takes a connection from the
-// pool instead.
+// writeConn is the connection of Write, outside the pool: the group
+// committer's transactions come one after the other and find their
+// statements prepared on it. A Write that finds it busy (another Write at
+// the same time) takes a connection from the pool instead.
 type writeConn struct {
 	mu       sync.Mutex // held by the Write using conn
 	conn     *pgx.Conn
@@ -39,20 +38,14 @@ func (c conn) Conn() *pgx.Conn {
 	return c.pooled.Conn()
 }
 
-// acquire returns one of Write's own connections if one is free,
-// (re)connecting it if needed, else one of the pool's. A connection idle for a while is
+// acquire returns Write's own connection if it is free, (re)connecting it
+// if needed, else one of the pool's. A connection idle for a while is
 // pinged first (a round trip, counted): a connection that the server or the
 // network dropped fails there and is replaced, not in the middle of the
 // transaction.
 func (db *DB) acquire(ctx context.Context) (conn, error) {
-	var w *writeConn
-	for i := range db.writes {
-		if db.writes[i].mu.TryLock() {
-			w = &db.writes[i]
-			break
-		}
-	}
-	if w == nil {
+	w := &db.write
+	if !w.mu.TryLock() {
 		c, err := db.pool.Acquire(context.WithValue(ctx, writeAcquire{}, true))
 		return conn{pooled: c}, err
 	}
@@ -62,11 +55,8 @@ func (db *DB) acquire(ctx context.Context) (conn, error) {
 	}
 	if w.conn != nil && !w.conn.IsClosed() && time.Since(w.lastUsed) > time.Second {
 		db.roundTrips.Add(1)
-		start := time.Now()
 		if err := w.conn.Ping(ctx); err != nil {
 			w.conn.Close(ctx)
-		} else {
-			db.pipe.pinged(time.Since(start))
 		}
 	}
 	if w.conn == nil || w.conn.IsClosed() {
@@ -87,44 +77,23 @@ func (db *DB) acquire(ctx context.Context) (conn, error) {
 
 // writeSQL is every statement Write may send.
 func writeSQL() []string {
-	return []string{settingsSQL, chainStartSQL, chainNextSQL, checkMatchesSQL, checkRequeuesSQL, writeStreamsSQL, updateStreamsSQL, insertEventsSQL,
+	return []string{settingsSQL, checkMatchesSQL, checkRequeuesSQL, writeStreamsSQL, updateStreamsSQL, insertEventsSQL,
 		lockSQL, upsertLanesSQL, insertDeliveriesSQL, recordSQL, disableGoneSQL, deferLanesSQL, laneStatesSQL,
 		domainConfigsSQL, readStreamSQL, requeueEventsSQL, requeueConfigsSQL, insertFileJobsSQL, finishFileJobsSQL}
 }
 
-// openWriteConns connects Write's own connections and prepares Write's
-// statements on them, when the store opens: these round trips are the
-// connections', not a transaction's.
-func (db *DB) openWriteConns(ctx context.Context) error {
-	var held []conn
-	defer func() {
-		for _, c := range held {
-			c.release()
-		}
-	}()
-	for range db.writes {
-		c, err := db.acquire(ctx)
-		if err != nil {
-			return fmt.Errorf("write connection: %w", err)
-		}
-		held = append(held, c)
-		var setup atomic.Int64
-		if err := db.prepareCounted(ctx, c.Conn(), &setup, writeSQL()...); err != nil {
-			return fmt.Errorf("write connection: %w", err)
-		}
-		// The round trip to the server, for pipe.Ready: the quickest of a
-		// few pings.
-		var least time.Duration
-		for i := range 3 {
-			start := time.Now()
-			if err := c.Conn().Ping(ctx); err != nil {
-				return fmt.Errorf("write connection: %w", err)
-			}
-			if took := time.Since(start); i == 0 || took < least {
-				least = took
-			}
-		}
-		db.pipe.pinged(least)
+// openWriteConn connects Write's own connection and prepares Write's
+// statements on it, when the store opens: these round trips are the
+// connection's, not a transaction's.
+func (db *DB) openWriteConn(ctx context.Context) error {
+	c, err := db.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("write connection: %w", err)
+	}
+	defer c.release()
+	var setup atomic.Int64
+	if err := db.prepareCounted(ctx, c.Conn(), &setup, writeSQL()...); err != nil {
+		return fmt.Errorf("write connection: %w", err)
 	}
 	return nil
 }
@@ -139,18 +108,16 @@ func (c conn) release() {
 	c.pooled.Release()
 }
 
-// closeWriteConns closes Write's own connections, once the Writes using
-// them are done.
-func (db *DB) closeWriteConns() {
-	for i := range db.writes {
-		w := &db.writes[i]
-		w.mu.Lock()
-		w.closed = true
-		if w.conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			w.conn.Close(ctx)
-			cancel()
-		}
-		w.mu.Unlock()
+// closeWriteConn closes Write's own connection, once the Write using it is
+// done.
+func (db *DB) closeWriteConn() {
+	w := &db.write
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		w.conn.Close(ctx)
 	}
 }

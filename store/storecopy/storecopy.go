@@ -53,7 +53,6 @@ var Tables = []Table{
 var Skipped = map[string]string{
 	"schema_migrations": "each store records the migrations it applied when it opens",
 	"nodes":             "the liveness of the source's nodes means nothing to the target's",
-	"write_chains":      "they order a running node's transactions in flight; the target's nodes start their own",
 }
 
 // skippedPrefix marks SQLite's own tables (sqlite_sequence is copied as the
