@@ -60,6 +60,11 @@ type Result struct {
 	// StoreRoundTrips are the phase's group-commit transactions and their
 	// database round trips, summed over the nodes.
 	StoreRoundTrips *StoreRoundTrips `json:"store_round_trips,omitempty"`
+	// Database is the local PostgreSQL server's CPU (-db postgres).
+	Database *DatabaseCPU `json:"database_cpu,omitempty"`
+	// CPUBudget splits the machine's CPU per event of the load phase
+	// between livehooks, the database server and the bench.
+	CPUBudget *CPUBudget `json:"cpu_budget,omitempty"`
 	// DBRTT is the -db-rtt proxy's configuration and self-check.
 	DBRTT *RTTCheck `json:"db_rtt,omitempty"`
 	// Nodes are each node's share of the phase (multi-node mode).
@@ -400,6 +405,11 @@ func printResult(w io.Writer, r *Result) {
 	}
 	if p := r.RelayProcess; p != nil {
 		fmt.Fprintf(w, "relay process [load]: RSS max %.1f MB; CPU %.2f cores (%.1f s), %.0f µs per delivered event\n", p.RSSMaxMB, p.CPUCores, p.CPUSec, r.RelayCPUPerEvent)
+		if rate := r.Relay.DeliveryRate; rate > 0 {
+			bench := p.BenchCores / rate * 1e6
+			fmt.Fprintf(w, "relay CPU per delivered event: relay %.0f + the bench's clients and receivers %.0f = %.0f µs, of the %.0f µs that %d CPUs offer per event at its rate\n",
+				r.RelayCPUPerEvent, bench, r.RelayCPUPerEvent+bench, float64(runtime.NumCPU())/rate*1e6, runtime.NumCPU())
+		}
 	}
 	if lh := r.Livehooks; lh != nil && len(lh.Timeline) > 0 && r.Backlog == nil {
 		worst := slices.Clone(lh.Timeline)
@@ -416,6 +426,19 @@ func printResult(w io.Writer, r *Result) {
 	}
 	if v, ok := r.Metrics["cpu_us_per_event"]; ok {
 		fmt.Fprintf(w, "livehooks CPU per delivered event: %.0f µs\n", v)
+	}
+	if d := r.Database; d != nil {
+		fmt.Fprintf(w, "PostgreSQL server CPU [load+drain]: %.2f cores (%.1f s), %.0f µs per delivered event (every postgres process on this machine)\n",
+			d.Cores, d.Seconds, d.MicrosPerEvent)
+	}
+	if b := r.CPUBudget; b != nil {
+		parts := []string{fmt.Sprintf("livehooks %.0f", b.Livehooks)}
+		if b.Database > 0 {
+			parts = append(parts, fmt.Sprintf("PostgreSQL %.0f", b.Database))
+		}
+		parts = append(parts, fmt.Sprintf("the bench's clients and receivers %.0f", b.Bench))
+		fmt.Fprintf(w, "CPU per delivered event: %s = %.0f µs, of the %.0f µs that %d CPUs offer per event at this rate\n",
+			strings.Join(parts, " + "), b.Livehooks+b.Database+b.Bench, b.Offered, b.CPUs)
 	}
 	if v, ok := r.Metrics["commit_ops_mean"]; ok {
 		took := ""

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -333,6 +334,10 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	logf("livehooks: %d clients, rate %s, batch %d, %d streams, %d receivers (%d hanging), %s", p.clients, rateName(p.rate), p.batch, p.streams, p.receivers, dead, p.duration)
 	tr := newTracker(p.streams)
 	r.markCounters(ctx)
+	var dbStart serverCPU
+	if e.o.db == "postgres" {
+		dbStart = readServerCPU()
+	}
 	r.smp.setPhase("load")
 	loadWall := time.Now()
 	var kill *killer
@@ -350,6 +355,11 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	}
 	r.smp.setPhase("drain")
 	r.drain(ctx, tr, healthy, e.o.drainTimeout)
+	var dbCPU float64
+	if len(dbStart) > 0 {
+		dbCPU = readServerCPU().since(dbStart)
+	}
+	dbWall := time.Since(loadWall)
 	counters := r.allCounters(ctx)
 	res.StoreRoundTrips, res.Nodes = r.phaseFigures(counters, r.posterPerNode())
 	if kill != nil {
@@ -380,6 +390,17 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 		// CPU per event is less sensitive than throughput to what else runs
 		// on the machine: compare it between runs.
 		res.Metrics["cpu_us_per_event"] = (res.Process["load"].CPUSec + res.Process["drain"].CPUSec) / float64(d) * 1e6
+		if dbCPU > 0 {
+			res.Database = &DatabaseCPU{Seconds: dbCPU, Cores: dbCPU / dbWall.Seconds(), MicrosPerEvent: dbCPU / float64(d) * 1e6}
+		}
+		if rate := res.Livehooks.DeliveryRate; rate > 0 {
+			b := &CPUBudget{Livehooks: res.Metrics["cpu_us_per_event"], Bench: res.Process["load"].BenchCores / rate * 1e6,
+				CPUs: runtime.NumCPU(), Offered: float64(runtime.NumCPU()) / rate * 1e6}
+			if res.Database != nil {
+				b.Database = res.Database.MicrosPerEvent
+			}
+			res.CPUBudget = b
+		}
 	}
 	main := res.Livehooks
 	if res.Healthy != nil {
