@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -20,7 +22,10 @@ import (
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/delivery"
+	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/store/sqlite"
 )
 
 const key = "abcdefghij0123456789ABCDEFGHIJ0123456789"
@@ -428,4 +433,95 @@ func TestSSRFAllowList(t *testing.T) {
 		ds := h.deliveries(c)
 		return len(ds) == 1 && ds[0].Status == livehooks.DeliverySucceeded
 	})
+}
+
+// slowClaims counts ClaimLanes calls and makes each take a few
+// milliseconds, as a claim on a database server does.
+type slowClaims struct {
+	*sqlite.DB
+	claims atomic.Int64
+}
+
+func (s *slowClaims) ClaimLanes(ctx context.Context, node string, now time.Time, lease time.Duration, max int) ([]livehooks.Lane, error) {
+	s.claims.Add(1)
+	time.Sleep(5 * time.Millisecond)
+	return s.DB.ClaimLanes(ctx, node, now, lease, max)
+}
+
+// TestWakesWhileClaimingAreGathered: wakes that arrive while the dispatcher
+// claims lanes (with several nodes, nearly every commit of another node)
+// are answered by one claim after a short pause, not one claim each, back
+// to back; a lane that becomes due is still claimed promptly.
+func TestWakesWhileClaimingAreGathered(t *testing.T) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	c, _ := aesgcm.New(key)
+	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/lh.db", Cipher: c, Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store := &slowClaims{DB: db}
+	sender := delivery.NewSender(delivery.SenderOptions{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	defer sender.Close()
+	var d *delivery.Dispatcher
+	committer := groupcommit.New(db, groupcommit.Options{Node: "n1", OnCommit: func(e []groupcommit.Effect) { d.OnCommit(e) }})
+	d = delivery.New(delivery.Options{Outbox: store, Writer: committer, Configs: db, Sender: sender, Node: "n1", PollInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	cctx, ccancel := context.WithCancel(context.Background())
+	done, cdone := make(chan struct{}), make(chan struct{})
+	go func() { committer.Run(cctx); close(cdone) }()
+	go func() { _ = d.Run(ctx, time.Second); close(done) }()
+	defer func() { cancel(); <-done; ccancel(); <-cdone }()
+
+	time.Sleep(50 * time.Millisecond) // the claim at start
+	before := store.claims.Load()
+	start := time.Now()
+	for time.Since(start) < 200*time.Millisecond {
+		d.Wake()
+		time.Sleep(500 * time.Microsecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	// Back to back, 200 ms of wakes would make about 40 claims of 5 ms.
+	if n := store.claims.Load() - before; n < 2 || n > 16 {
+		t.Fatalf("%d claims for 200 ms of wakes, want one per pause (about 9)", n)
+	}
+
+	// A lane handed back due now (as another node's enqueue leaves it) is
+	// claimed within a pause or two of the wake that tells of it.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	now := time.Now()
+	cfg := &livehooks.CallbackConfig{ID: randomHex(), ProjectID: "proj", PublishDomain: "push.example.com", App: "live",
+		NotifyCallbackURL: srv.URL, NotifyEventSubscription: livehooks.EventTypes, CreateTime: now, UpdateTime: now}
+	cfg.Normalize()
+	if err := db.CreateCallback(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var ds []*livehooks.Delivery
+	if err := db.Write(context.Background(), func(tx livehooks.OutboxTx) (err error) {
+		ds, err = tx.Enqueue(context.Background(), "another-node", time.Now(), []*livehooks.Event{{ID: randomHex(), ProjectID: "proj",
+			Type: livehooks.RecordStart, PublishDomain: "push.example.com", App: "live", Stream: "s", OccurredAt: time.Now()}})
+		if err == nil && len(ds) == 1 {
+			_, err = tx.Defer(context.Background(), "another-node", ds[0].Lane, time.Now())
+		}
+		return err
+	}); err != nil || len(ds) != 1 {
+		t.Fatalf("enqueue: %v (%d deliveries)", err, len(ds))
+	}
+	d.Wake()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got, _, err := db.FindDeliveries(context.Background(), livehooks.DeliveryFilter{ProjectID: "proj", Status: livehooks.DeliverySucceeded})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the delivery of a lane handed back was not sent within 2 s of the wake")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
