@@ -43,12 +43,14 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 
 // claim runs a claim statement whose arguments are the node, the end of the
 // lease, now and max (then any others), and returns the lanes it leased,
-// earliest next_at first.
+// earliest next_at first. The statement is its own transaction, one round
+// trip: it waits for no lock (SKIP LOCKED), so it needs neither
+// writeTx's lock timeout nor a BEGIN and a COMMIT of its own.
 func (db *DB) claim(ctx context.Context, sql string, args ...any) ([]livehooks.Lane, error) {
 	var got []storerow.Claimed
-	err := db.writeTx(ctx, func(tx pgx.Tx) error {
+	err := db.retry(ctx, func() error {
 		got = got[:0]
-		rows, err := tx.Query(ctx, sql, args...)
+		rows, err := db.pool.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
