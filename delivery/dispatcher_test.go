@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -22,9 +21,7 @@ import (
 	"time"
 
 	"github.com/livehooks/livehooks"
-	"github.com/livehooks/livehooks/aesgcm"
 	"github.com/livehooks/livehooks/delivery"
-	"github.com/livehooks/livehooks/groupcommit"
 	"github.com/livehooks/livehooks/store/sqlite"
 )
 
@@ -453,26 +450,12 @@ func (s *slowClaims) ClaimLanes(ctx context.Context, node string, now time.Time,
 // are answered by one claim after a short pause, not one claim each, back
 // to back; a lane that becomes due is still claimed promptly.
 func TestWakesWhileClaimingAreGathered(t *testing.T) {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	c, _ := aesgcm.New(key)
-	db, err := sqlite.Open(context.Background(), sqlite.Options{Path: t.TempDir() + "/lh.db", Cipher: c, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	store := &slowClaims{DB: db}
-	sender := delivery.NewSender(delivery.SenderOptions{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	defer sender.Close()
-	var d *delivery.Dispatcher
-	committer := groupcommit.New(db, groupcommit.Options{Node: "n1", OnCommit: func(e []groupcommit.Effect) { d.OnCommit(e) }})
-	d = delivery.New(delivery.Options{Outbox: store, Writer: committer, Configs: db, Sender: sender, Node: "n1", PollInterval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	cctx, ccancel := context.WithCancel(context.Background())
-	done, cdone := make(chan struct{}), make(chan struct{})
-	go func() { committer.Run(cctx); close(cdone) }()
-	go func() { _ = d.Run(ctx, time.Second); close(done) }()
-	defer func() { cancel(); <-done; ccancel(); <-cdone }()
+	var store *slowClaims
+	h := newHarness(t, harnessOptions{poll: time.Hour, outbox: func(db *sqlite.DB) livehooks.Outbox {
+		store = &slowClaims{DB: db}
+		return store
+	}})
+	d, db := h.dispatcher, h.store
 
 	time.Sleep(50 * time.Millisecond) // the claim at start
 	before := store.claims.Load()
@@ -491,16 +474,10 @@ func TestWakesWhileClaimingAreGathered(t *testing.T) {
 	// claimed within a pause or two of the wake that tells of it.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
-	now := time.Now()
-	cfg := &livehooks.CallbackConfig{ID: randomHex(), ProjectID: "proj", PublishDomain: "push.example.com", App: "live",
-		NotifyCallbackURL: srv.URL, NotifyEventSubscription: livehooks.EventTypes, CreateTime: now, UpdateTime: now}
-	cfg.Normalize()
-	if err := db.CreateCallback(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.config(srv.URL, nil)
 	var ds []*livehooks.Delivery
 	if err := db.Write(context.Background(), func(tx livehooks.OutboxTx) (err error) {
-		ds, err = tx.Enqueue(context.Background(), "another-node", time.Now(), []*livehooks.Event{{ID: randomHex(), ProjectID: "proj",
+		ds, err = tx.Enqueue(context.Background(), "another-node", time.Now(), []*livehooks.Event{{ID: randomHex(), ProjectID: h.project,
 			Type: livehooks.RecordStart, PublishDomain: "push.example.com", App: "live", Stream: "s", OccurredAt: time.Now()}})
 		if err == nil && len(ds) == 1 {
 			_, err = tx.Defer(context.Background(), "another-node", ds[0].Lane, time.Now())
@@ -512,7 +489,7 @@ func TestWakesWhileClaimingAreGathered(t *testing.T) {
 	d.Wake()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		got, _, err := db.FindDeliveries(context.Background(), livehooks.DeliveryFilter{ProjectID: "proj", Status: livehooks.DeliverySucceeded})
+		got, _, err := db.FindDeliveries(context.Background(), livehooks.DeliveryFilter{ProjectID: h.project, Status: livehooks.DeliverySucceeded})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,6 +57,8 @@ type harnessOptions struct {
 	breakerMin time.Duration
 	poll       time.Duration
 	noAllow    bool
+	// outbox, when set, wraps the store as the dispatcher's Outbox.
+	outbox func(*sqlite.DB) livehooks.Outbox
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -85,8 +87,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	sender := delivery.NewSender(delivery.SenderOptions{AllowCIDRs: o.allow, Clock: o.clock, RequestTimeout: o.timeout, ConnectTimeout: time.Second})
 	h.committer = groupcommit.New(db, groupcommit.Options{Node: "n1", Clock: o.clock, Logger: logger,
 		OnCommit: func(e []groupcommit.Effect) { h.dispatcher.OnCommit(e) }})
+	var outbox livehooks.Outbox = db
+	if o.outbox != nil {
+		outbox = o.outbox(db)
+	}
 	h.dispatcher = delivery.New(delivery.Options{
-		Outbox: db, Writer: h.committer, Configs: db, Sender: sender, Policy: o.policy, Node: "n1",
+		Outbox: outbox, Writer: h.committer, Configs: db, Sender: sender, Policy: o.policy, Node: "n1",
 		Clock: o.clock, Logger: logger, PerDestination: o.perDest, PollInterval: o.poll,
 		BreakerOpen: o.breakerMin, ConfigTTL: time.Millisecond,
 	})
