@@ -463,7 +463,7 @@ func (t *outboxTx) recordRound(round []*heldResult) error {
 	}
 	for _, h := range gone {
 		s := done[h.r.Delivery.ID]
-		if err := t.disable(t.ctx, s.project, s.configID, storerow.GoneReason(h.r), fromMicros(h.nowUS)); err != nil {
+		if err := t.disable(s.project, s.configID, storerow.GoneReason(h.r), fromMicros(h.nowUS)); err != nil {
 			return err
 		}
 	}

@@ -109,7 +109,7 @@ func (t *outboxTx) stmt(i int) *sql.Stmt {
 
 // match returns the config an event of (project, domain, app) goes to. The
 // answers are cached until a config changes (caches).
-func (t *outboxTx) match(ctx context.Context, project, domain, app string) (match, error) {
+func (t *outboxTx) match(project, domain, app string) (match, error) {
 	k := matchKey{project, domain, app}
 	gen := t.db.cache.configs.Gen()
 	if m, ok := t.db.cache.configs.Get(k); ok {
@@ -154,7 +154,7 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 		}
 		he := &heldEvent{e: e, nowUS: nowUS}
 		t.events = append(t.events, he)
-		m, err := t.match(ctx, e.ProjectID, e.PublishDomain, e.App)
+		m, err := t.match(e.ProjectID, e.PublishDomain, e.App)
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +269,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 
 // disable disables a config inside the transaction (410 Gone) and forgets it
 // in the match cache, so that later events of this transaction skip it.
-func (t *outboxTx) disable(ctx context.Context, project, configID, reason string, now time.Time) error {
+func (t *outboxTx) disable(project, configID, reason string, now time.Time) error {
 	if err := disable(t.ctx, t.tx, project, configID, reason, now); err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
 		return err
 	}
