@@ -527,16 +527,16 @@ func lockExpr(configs1, configs2, lanes int) string {
 // lockSQL takes the locks of lockExpr in a transaction that adds no delivery.
 var lockSQL = `SELECT ` + lockExpr(1, 2, 3)
 
-// upsertLanesSQL takes the locks of lockExpr ($7, $8, $9), before anything
+// upsertLanesSQL takes the locks of lockExpr ($8, $9, $10), before anything
 // else, then creates each lane, due now and owned by the enqueuing node or,
-// when its owner is "", free for its home node, or counts more pending
+// when its owner is "", free for its home node (home), or counts more pending
 // deliveries in it, in key order. Either way the lane's row stays locked
 // until commit.
-var upsertLanesSQL = `INSERT INTO lanes AS l (lane, config_id, pending, next_at, owner, lease_until)
-	SELECT lane, config_id, pending, next_at, NULLIF(owner, ''), CASE WHEN owner <> '' THEN lease_until END
-	FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[])
-		WITH ORDINALITY AS u(lane, config_id, pending, next_at, owner, lease_until, ord)
-	WHERE ` + lockExpr(7, 8, 9) + ` >= 0
+var upsertLanesSQL = `INSERT INTO lanes AS l (lane, config_id, pending, next_at, owner, lease_until, home)
+	SELECT lane, config_id, pending, next_at, NULLIF(owner, ''), CASE WHEN owner <> '' THEN lease_until END, home
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[], $7::text[])
+		WITH ORDINALITY AS u(lane, config_id, pending, next_at, owner, lease_until, home, ord)
+	WHERE ` + lockExpr(8, 9, 10) + ` >= 0
 	ORDER BY ord
 	ON CONFLICT (lane) DO UPDATE SET pending = l.pending + excluded.pending`
 
@@ -571,9 +571,9 @@ func (f *flushing) lockLanes() {
 		return
 	}
 	type newLane struct {
-		configID, owner string
-		count           int32
-		at              time.Time
+		configID, owner, home string
+		count                 int32
+		at                    time.Time
 	}
 	lanes := make(map[string]*newLane)
 	for _, p := range t.plans {
@@ -583,19 +583,21 @@ func (f *flushing) lockLanes() {
 		}
 		// A new lane is the enqueuing node's when it is the lane's home
 		// (or no node list is known); else it is left free for its home.
-		lanes[p.d.Lane] = &newLane{configID: p.d.ConfigID, owner: t.db.newLaneOwner(p.d.Lane, p.node), count: 1, at: p.d.NextAttempt}
+		owner, home := t.db.newLane(p.d.Lane, p.node)
+		lanes[p.d.Lane] = &newLane{configID: p.d.ConfigID, owner: owner, home: home, count: 1, at: p.d.NextAttempt}
 	}
 	keys := sortedKeys(lanes)
 	n := len(keys)
-	configs, owners := make([]string, 0, n), make([]string, 0, n)
+	configs, owners, homes := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	counts := make([]int32, 0, n)
 	nextAt, leases := make([]time.Time, 0, n), make([]time.Time, 0, n)
 	for _, k := range keys {
 		l := lanes[k]
-		configs, owners, counts = append(configs, l.configID), append(owners, l.owner), append(counts, l.count)
+		configs, owners, homes = append(configs, l.configID), append(owners, l.owner), append(homes, l.home)
+		counts = append(counts, l.count)
 		nextAt, leases = append(nextAt, l.at), append(leases, ts(l.at.Add(t.db.lease)))
 	}
-	f.queue(upsertLanesSQL, append([]any{keys, configs, counts, nextAt, owners, leases}, locks...)...)
+	f.queue(upsertLanesSQL, append([]any{keys, configs, counts, nextAt, owners, leases, homes}, locks...)...)
 }
 
 // insertDeliveriesSQL inserts the deliveries in plan order (their ids in that
@@ -770,8 +772,11 @@ func (f *flushing) record(start, end int) {
 	})
 }
 
-const deferLanesSQL = `UPDATE lanes SET owner = NULL, lease_until = NULL, next_at = d.at
-	FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS d(lane, node, at)
+// deferLanesSQL frees lanes until their next attempt, for their home among
+// the live nodes this store knows (” when it knows none): a hand-over or a
+// retry goes to the node that should deliver the lane.
+const deferLanesSQL = `UPDATE lanes SET owner = NULL, lease_until = NULL, next_at = d.at, home = d.home
+	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS d(lane, node, at, home)
 	WHERE lanes.lane = d.lane AND lanes.owner = d.node`
 
 func (f *flushing) deferLanes() {
@@ -779,11 +784,12 @@ func (f *flushing) deferLanes() {
 	if n == 0 {
 		return
 	}
-	lanes, nodes, at := make([]string, 0, n), make([]string, 0, n), make([]time.Time, 0, n)
+	lanes, nodes, at, homes := make([]string, 0, n), make([]string, 0, n), make([]time.Time, 0, n), make([]string, 0, n)
 	for _, d := range f.t.defers {
 		lanes, nodes, at = append(lanes, d.lane), append(nodes, d.node), append(at, d.at)
+		homes = append(homes, f.t.db.homeOf(d.lane, ""))
 	}
-	f.queue(deferLanesSQL, lanes, nodes, at)
+	f.queue(deferLanesSQL, lanes, nodes, at, homes)
 }
 
 // laneStatesSQL returns the touched lanes as the transaction leaves them, and

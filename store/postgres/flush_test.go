@@ -42,11 +42,11 @@ func TestWritePlans(t *testing.T) {
 			[]int32{1}, times, times, times, times, times, times, texts, []int32{0}}},
 		{"insert events", insertEventsSQL, []any{texts, texts, texts, texts, texts, texts, texts, texts, texts, texts, texts,
 			[]int64{1}, []int64{1}, times, times, []int32{1}, []int32{1}, texts, texts, times, times}},
-		{"upsert lanes", upsertLanesSQL, []any{texts, texts, []int32{1}, times, texts, times, texts, texts, texts}},
+		{"upsert lanes", upsertLanesSQL, []any{texts, texts, []int32{1}, times, texts, times, texts, texts, texts, texts}},
 		{"insert deliveries", insertDeliveriesSQL, []any{texts, texts, texts, texts, texts, texts, texts, times}},
 		{"record", recordSQL, []any{[]int64{1}, texts, times, times, []int32{200}, texts, times, []int64{1}, texts, texts, texts, "pending"}},
 		{"disable gone", disableGoneSQL, []any{"c/", "c0", "c", now}},
-		{"defer lanes", deferLanesSQL, []any{texts, texts, times}},
+		{"defer lanes", deferLanesSQL, []any{texts, texts, times, texts}},
 		{"lane states", laneStatesSQL, []any{texts, "c", "n", now, "n", texts}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -46,23 +46,30 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 // earliest next_at first. The statement is its own transaction, one round
 // trip: it waits for no lock (SKIP LOCKED), so it needs neither
 // writeTx's lock timeout nor a BEGIN and a COMMIT of its own.
+//
+// It reads the lanes without bitmap scans. Lanes come and go with their
+// deliveries, and each claim, release and drained lane leaves index entries
+// of dead row versions until a vacuum, up to a minute away: an index scan
+// marks those it meets as dead, and the next scans skip them, where a bitmap
+// scan visits every one of them again at each claim (thousands under load,
+// milliseconds of the server per claim).
 func (db *DB) claim(ctx context.Context, sql string, args ...any) ([]livehooks.Lane, error) {
 	var got []storerow.Claimed
 	err := db.retry(ctx, func() error {
 		got = got[:0]
-		rows, err := db.pool.Query(ctx, sql, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var c storerow.Claimed
-			if err := rows.Scan(&c.Lane.Key, &c.Lane.ConfigID, &c.NextAt); err != nil {
-				return err
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL enable_bitmapscan = off`)
+		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var c storerow.Claimed
+				if err := rows.Scan(&c.Lane.Key, &c.Lane.ConfigID, &c.NextAt); err != nil {
+					return err
+				}
+				got = append(got, c)
 			}
-			got = append(got, c)
-		}
-		return rows.Err()
+			return rows.Err()
+		})
+		return db.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: claim lanes: %w", err)
@@ -111,7 +118,9 @@ func (db *DB) RenewLeases(ctx context.Context, node string, until time.Time) err
 }
 
 // ReleaseLanes frees every lane node holds; their next_at is kept, so due
-// lanes are claimable at once, and the other nodes are woken to claim them.
+// lanes are claimable at once, and the other nodes are woken to claim them,
+// each its lanes' home among the nodes still live (a node releases its
+// lanes before it leaves: no home is recorded).
 func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
 	if !validText(node) {
 		return livehooks.Errorf(livehooks.EINVALID, "invalid node id")
@@ -120,7 +129,7 @@ func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
 	err := db.writeTx(ctx, func(tx pgx.Tx) error {
 		// A data-modifying WITH runs to completion whatever the query reads.
 		_, err := tx.Exec(ctx, `WITH released AS (
-				UPDATE lanes SET owner = NULL, lease_until = NULL
+				UPDATE lanes SET owner = NULL, lease_until = NULL, home = ''
 				WHERE lane = ANY (ARRAY(`+ownedSQL+`)) AND owner = $1
 				RETURNING next_at
 			)

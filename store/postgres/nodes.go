@@ -52,7 +52,7 @@ func (db *DB) Home(lane string, live []string) string { return laneHome(lane, li
 
 // heartbeatSQL marks $1 alive for $2 µs and returns the live nodes, $1
 // included, each with the µs left until it expires. Rows of nodes dead for
-// an hour and owning no lane are deleted.
+// an hour, owning no lane and home to no free lane are deleted.
 const heartbeatSQL = `WITH me AS (
 		INSERT INTO nodes (node, seen_at, expires_at) VALUES ($1, now(), now() + $2 * interval '1 microsecond')
 		ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at
@@ -60,6 +60,7 @@ const heartbeatSQL = `WITH me AS (
 	), gone AS (
 		DELETE FROM nodes WHERE expires_at < now() - interval '1 hour' AND node <> $1
 			AND NOT EXISTS (SELECT 1 FROM lanes WHERE owner = nodes.node)
+			AND NOT EXISTS (SELECT 1 FROM lanes WHERE owner IS NULL AND home = nodes.node)
 	)
 	SELECT node, floor(extract(epoch FROM expires_at - now()) * 1e6)::bigint FROM nodes WHERE expires_at >= now() AND node <> $1
 	UNION ALL SELECT node, $2 FROM me`
@@ -136,10 +137,19 @@ func (db *DB) homeOf(lane, fallback string) string {
 // (NULL), so that its home claims it when woken rather than the enqueuing
 // node delivering it and handing it over afterwards.
 func (db *DB) newLaneOwner(lane, node string) string {
-	if db.homeOf(lane, node) != node {
-		return ""
+	owner, _ := db.newLane(lane, node)
+	return owner
+}
+
+// newLane returns the owner (see newLaneOwner) and the home that Enqueue
+// records for a lane it creates: the lane's home among the live nodes, ""
+// when this store knows none.
+func (db *DB) newLane(lane, node string) (owner, home string) {
+	home = db.homeOf(lane, "")
+	if home != "" && home != node {
+		return "", home
 	}
-	return node
+	return node, home
 }
 
 // nodeView is the live nodes of a store's last heartbeat, until it is stale.
@@ -164,25 +174,47 @@ func (db *DB) nodeView() *atomic.Pointer[nodeView] {
 	return v.(*atomic.Pointer[nodeView])
 }
 
-// claimHomeLanesSQL is claimLanesSQL for the lanes whose home among the
-// live nodes $5 is $1, with a third source: lanes whose owner's heartbeat
-// expired (a dead node), leased or not, found from the few dead nodes
-// through the owner index (UNION drops the lanes also expired). A live owner's lanes are never taken
-// before their lease expires, and SKIP LOCKED passes over the lanes other
-// transactions hold, as in claimLanesSQL.
-var claimHomeLanesSQL = `WITH free AS (
-		SELECT lane, next_at FROM lanes l WHERE owner IS NULL AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
+// claimHomeLanesSQL is claimLanesSQL for the lanes that node $1 should
+// deliver among the live nodes $5, from five sources, each an index range:
+//   - free lanes that record $1 as their home (lanes_home);
+//   - free lanes of no known home (”), whose home among $5 is $1;
+//   - free lanes whose recorded home is a dead node (its heartbeat
+//     expired), whose home among $5 is $1;
+//   - leased lanes whose lease expired, whose home among $5 is $1;
+//   - lanes leased by a dead node, whose home among $5 is $1.
+//
+// The home of a lane is hashed only for the last four, which are few: a
+// claim costs its own lanes whatever the other nodes have waiting. A free
+// lane recorded for a live node that is no longer its home (a node joined
+// since) is claimed by that node, which hands it over. The dead nodes are
+// read first, and their lanes through the indexes (UNION drops a lane found
+// twice); with no dead node, their scans do not run. A live owner's lanes
+// are never taken before their lease expires, and SKIP LOCKED passes over
+// the lanes other transactions hold, as in claimLanesSQL.
+var claimHomeLanesSQL = `WITH dead AS MATERIALIZED (
+		SELECT array_agg(node) AS nodes FROM nodes WHERE expires_at < now()
+	), free AS (
+		SELECT lane, next_at FROM lanes WHERE owner IS NULL AND home = $1 AND next_at <= $3
+		ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED
+	), homeless AS (
+		SELECT lane, next_at FROM lanes l WHERE owner IS NULL AND home = '' AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
+		ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED
+	), abandoned AS (
+		SELECT lane, next_at FROM lanes l WHERE (SELECT nodes FROM dead) IS NOT NULL
+			AND owner IS NULL AND home = ANY ((SELECT nodes FROM dead)::text[]) AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
 		ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED
 	), expired AS (
 		SELECT lane, next_at FROM lanes l WHERE owner IS NOT NULL AND lease_until < $3 AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
 		ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED
 	), orphaned AS (
-		SELECT l.lane, l.next_at FROM nodes n JOIN lanes l ON l.owner = n.node
-		WHERE n.expires_at < now() AND l.next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
-		ORDER BY l.next_at LIMIT $4 FOR UPDATE OF l SKIP LOCKED
+		SELECT lane, next_at FROM lanes l WHERE (SELECT nodes FROM dead) IS NOT NULL
+			AND owner = ANY ((SELECT nodes FROM dead)::text[]) AND next_at <= $3 AND ` + homeSQL("l.lane", "$5") + ` = $1
+		ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED
 	), picked AS (
 		SELECT lane FROM (
-			SELECT lane, next_at FROM free UNION ALL SELECT lane, next_at FROM expired UNION SELECT lane, next_at FROM orphaned
+			SELECT lane, next_at FROM free UNION SELECT lane, next_at FROM homeless
+			UNION SELECT lane, next_at FROM abandoned UNION SELECT lane, next_at FROM expired
+			UNION SELECT lane, next_at FROM orphaned
 		) due
 		ORDER BY next_at, lane LIMIT $4
 	)

@@ -236,23 +236,28 @@ func TestNewLaneOwner(t *testing.T) {
 }
 
 // TestClaimHomeLanesPlan checks that a claim reads the lanes through their
-// indexes, the dead nodes' through the owner index.
+// indexes, its own free lanes through lanes_home and the dead nodes' through
+// the owner and home indexes, with plain index scans (claim turns bitmap
+// scans off).
 func TestClaimHomeLanesPlan(t *testing.T) {
 	t.Parallel()
 	url := testDatabase(t)
 	openTest(t, url, Options{})
 	conn := rawConn(t, url)
-	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off; SET enable_bitmapscan = off`); err != nil {
 		t.Fatal(err)
 	}
 	text := explain(t, conn, "claim home lanes", claimHomeLanesSQL, "n", time.Now(), time.Now(), 10, []string{"n", "m"})
-	for _, idx := range []string{"lanes_free", "lanes_leased", "lanes_owner"} {
+	for _, idx := range []string{"lanes_home", "lanes_leased", "lanes_owner"} {
 		if !strings.Contains(text, idx) {
 			t.Errorf("claim does not use %s:\n%s", idx, text)
 		}
 	}
 	if strings.Contains(text, "Seq Scan on lanes") {
 		t.Errorf("claim scans the lanes table:\n%s", text)
+	}
+	if !strings.Contains(text, "Index Scan using lanes_home on lanes") {
+		t.Errorf("claim does not read its own free lanes from lanes_home:\n%s", text)
 	}
 }
 
