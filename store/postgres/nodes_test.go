@@ -2,11 +2,14 @@ package postgres
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
 )
@@ -273,4 +276,132 @@ func sortedCopy(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestFreeLanesGoToTheirRecordedHome checks the home a free lane records: a
+// lane that a node enqueues for another node's home, or defers (a retry, a
+// hand-over), is claimed by that home and no other; once the home is dead,
+// its home among the live nodes takes it; and a dead node's row stays as
+// long as a free lane names it.
+func TestFreeLanesGoToTheirRecordedHome(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	dbA := openTest(t, url, Options{})
+	dbB := openTest(t, url, Options{})
+	conn := rawConn(t, url)
+	c := testConfig("p1", "live")
+	if err := dbA.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dbB.Heartbeat(ctx, "B", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	live, _, err := dbA.Heartbeat(ctx, "A", time.Minute)
+	if err != nil || !slices.Equal(live, []string{"A", "B"}) {
+		t.Fatalf("live %q (%v)", live, err)
+	}
+	var events []*livehooks.Event
+	homedB := map[string]bool{}
+	for i := range 40 {
+		s := fmt.Sprintf("s%02d", i)
+		events = append(events, testEvent("live", s))
+		if k := livehooks.LaneKey(c.ID, s); laneHome(k, live) == "B" {
+			homedB[k] = true
+		}
+	}
+	if len(homedB) == 0 || len(homedB) == 40 {
+		t.Fatalf("%d of 40 lanes homed at B", len(homedB))
+	}
+	if err := dbA.Write(ctx, func(tx livehooks.OutboxTx) error {
+		_, err := tx.Enqueue(ctx, "A", time.Now(), events)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ owner, home string }
+	lanes := func() map[string]row {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT lane, COALESCE(owner, ''), home FROM lanes`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]row{}
+		var k string
+		var r row
+		if _, err := pgx.ForEachRow(rows, []any{&k, &r.owner, &r.home}, func() error { out[k] = r; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for k, r := range lanes() {
+		want := row{"A", "A"}
+		if homedB[k] {
+			want = row{"", "B"}
+		}
+		if r != want {
+			t.Errorf("new lane %s: owner %q, home %q; want %q, %q", k, r.owner, r.home, want.owner, want.home)
+		}
+	}
+	claim := func(db *DB, node string, live ...string) map[string]bool {
+		t.Helper()
+		got, err := db.ClaimHomeLanes(ctx, node, live, time.Now(), time.Minute, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, l := range got {
+			out[l.Key] = true
+		}
+		return out
+	}
+	if got := claim(dbA, "A", "A", "B"); len(got) != 0 {
+		t.Fatalf("A claimed %d lanes recorded for B", len(got))
+	}
+	if got := claim(dbB, "B", "A", "B"); !maps.Equal(got, homedB) {
+		t.Fatalf("B claimed %d lanes, want its %d", len(got), len(homedB))
+	}
+
+	// B defers its lanes (retries, say): they stay recorded for B, which
+	// alone claims them back.
+	if err := dbB.Write(ctx, func(tx livehooks.OutboxTx) error {
+		for k := range homedB {
+			if _, err := tx.Defer(ctx, "B", k, time.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for k := range homedB {
+		if r := lanes()[k]; r != (row{"", "B"}) {
+			t.Fatalf("deferred lane %s: owner %q, home %q", k, r.owner, r.home)
+		}
+	}
+	if got := claim(dbA, "A", "A", "B"); len(got) != 0 {
+		t.Fatalf("A claimed %d lanes deferred for B", len(got))
+	}
+
+	// B dies. Its row outlives the hour after which a dead node's row goes,
+	// as long as free lanes name it; A, now the home of every lane, takes
+	// them.
+	if _, err := conn.Exec(ctx, `UPDATE nodes SET expires_at = now() - interval '2 hours' WHERE node = 'B'`); err != nil {
+		t.Fatal(err)
+	}
+	if live, _, err := dbA.Heartbeat(ctx, "A", time.Minute); err != nil || !slices.Equal(live, []string{"A"}) {
+		t.Fatalf("live %q (%v)", live, err)
+	}
+	var rows int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE node = 'B'`).Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("B's row: %d (%v), want kept while free lanes name it", rows, err)
+	}
+	if got := claim(dbA, "A", "A"); !maps.Equal(got, homedB) {
+		t.Fatalf("A claimed %d of dead B's %d lanes", len(got), len(homedB))
+	}
+	if _, _, err := dbA.Heartbeat(ctx, "A", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE node = 'B'`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("B's row: %d (%v), want gone once no lane names it", rows, err)
+	}
 }

@@ -40,7 +40,9 @@ var Tables = []Table{
 	{Name: "attempts"},
 	// Leases belong to the source's nodes, which are stopped: the target's
 	// nodes take the lanes at once instead of waiting for them to expire.
-	{Name: "lanes", Reset: []string{"owner", "lease_until"}},
+	{Name: "lanes", Reset: []string{"owner", "lease_until"}, OneSided: map[string]string{
+		"home": "PostgreSQL records the node that should claim a free lane; a copy has no live node yet, and its nodes claim the lanes by their keys",
+	}},
 	{Name: "streams", OneSided: map[string]string{
 		"version": "PostgreSQL counts the writes of a stream's row to detect other nodes' writes; a copy starts the count afresh",
 	}},
