@@ -10,10 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/postgres"
 )
 
 // loadSpec describes one run of the load generator.
@@ -200,7 +204,9 @@ func newClient(n int, timeout time.Duration) *http.Client {
 // ingestPoster posts events to livehooks' ingest API. With several nodes
 // (multi-node mode) it sends each stream's consecutive requests to
 // consecutive nodes, so that no two events of a stream in a row go to the
-// same node (the hard case for per-stream order), skipping nodes marked down.
+// same node (the hard case for per-stream order), skipping nodes marked down;
+// with nodeIDs (-affinity), to the node that is home to the stream's lane
+// among the nodes up.
 type ingestPoster struct {
 	client    *http.Client
 	urls      []string
@@ -211,6 +217,8 @@ type ingestPoster struct {
 	// last holds each stream's last node, perNode the requests per node.
 	last    []atomic.Int32
 	perNode []atomic.Int64
+	// nodeIDs are the nodes' ids, in the order of urls, with -affinity.
+	nodeIDs []string
 }
 
 func newIngestPoster(base string, configIDs []string, clients int) *ingestPoster {
@@ -238,12 +246,23 @@ func newMultiPoster(bases []string, configIDs []string, clients, streams int, do
 	return p
 }
 
-// pick returns the node of a request whose first event is on stream.
-func (p *ingestPoster) pick(stream int) int {
+// pick returns the node of a request whose first event is e.
+func (p *ingestPoster) pick(e benchEvent) int {
 	n := len(p.urls)
-	if n == 1 || stream >= len(p.last) {
+	if n == 1 || e.stream >= len(p.last) {
 		return 0
 	}
+	if p.nodeIDs != nil {
+		var up []string
+		for i, id := range p.nodeIDs {
+			if p.down == nil || !p.down(i) {
+				up = append(up, id)
+			}
+		}
+		home := postgres.LaneHome(livehooks.LaneKey(p.configIDs[e.dest], "s"+strconv.Itoa(e.stream)), up)
+		return max(slices.Index(p.nodeIDs, home), 0)
+	}
+	stream := e.stream
 	last := int(p.last[stream].Load())
 	next := (last + 1) % n
 	for j := 1; j <= n; j++ {
@@ -302,7 +321,7 @@ func (p *ingestPoster) post(ctx context.Context, tr *tracker, evs []benchEvent) 
 	}
 	*bp = b
 	defer p.pool.Put(bp)
-	node := p.pick(evs[0].stream)
+	node := p.pick(evs[0])
 	p.perNode[node].Add(1)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.urls[node], bytes.NewReader(b))
 	if err != nil {

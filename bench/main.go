@@ -56,6 +56,7 @@ type options struct {
 	dbRTT        time.Duration
 	nodes        int
 	killNode     time.Duration
+	affinity     bool
 
 	set map[string]bool // flags given on the command line
 }
@@ -95,6 +96,7 @@ func main() {
 	fs.DurationVar(&o.relayDur, "relay-duration", 0, "relay run length (default: as long as the baseline; capped at -duration)")
 	fs.DurationVar(&o.dbRTT, "db-rtt", 0, "with -db postgres: put a proxy adding this round-trip time (e.g. 2ms) between livehooks and PostgreSQL")
 	fs.IntVar(&o.nodes, "nodes", 1, "with -db postgres: livehooks nodes on the one database; the load goes round-robin per stream over them")
+	fs.BoolVar(&o.affinity, "affinity", false, "with -nodes >= 2: post each stream's requests to the node that is home to its lane, instead of round-robin (what a load balancer routing streams to their home would do)")
 	fs.DurationVar(&o.killNode, "kill-node", 0, "with -nodes >= 2: at mid-load SIGKILL the node with the most deliveries so far, restart it after this long")
 	fs.BoolVar(&o.verbose, "v", false, "progress lines and livehooks' warnings on stderr")
 	_ = fs.Parse(os.Args[1:])
@@ -133,6 +135,9 @@ func run(ctx context.Context, o *options) error {
 	}
 	if o.nodes > 1 && o.profileDir != "" {
 		return fmt.Errorf("-profile runs one node (the harness wires SQLite only)")
+	}
+	if o.affinity && o.nodes < 2 {
+		return fmt.Errorf("-affinity needs -nodes 2 or more")
 	}
 	if o.killNode > 0 && o.nodes < 2 {
 		return fmt.Errorf("-kill-node needs -nodes 2 or more")

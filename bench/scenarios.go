@@ -85,6 +85,9 @@ func (p params) asMap(e *env) map[string]any {
 		if e.o.killNode > 0 {
 			m["kill_node"] = e.o.killNode.String()
 		}
+		if e.o.affinity {
+			m["affinity"] = true
+		}
 	}
 	return m
 }
@@ -203,6 +206,11 @@ func (r *scenarioRun) load(ctx context.Context, tr *tracker, spec loadSpec) (st 
 		bases = append(bases, n.server().base)
 	}
 	ip := newMultiPoster(bases, r.configs, spec.clients, spec.streams, func(i int) bool { return r.nodes[i].down.Load() })
+	if r.e.o.affinity {
+		for _, n := range r.nodes {
+			ip.nodeIDs = append(ip.nodeIDs, n.id)
+		}
+	}
 	r.poster = ip
 	defer ip.client.CloseIdleConnections()
 	setTracker(r.rcv, tr)

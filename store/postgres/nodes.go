@@ -30,6 +30,11 @@ func homeSQL(lane, nodes string) string {
 		ORDER BY md5(convert_to(` + lane + ` || ' ' || n, 'UTF8')) COLLATE "C" DESC, n COLLATE "C" DESC LIMIT 1)`
 }
 
+// LaneHome returns the home of lane among nodes ("" when there is none): the
+// node that delivers it. A load balancer that sends a stream's ingest to the
+// home of its lane keeps the stream's writes and deliveries on one node.
+func LaneHome(lane string, nodes []string) string { return laneHome(lane, nodes) }
+
 // laneHome returns the home of lane among nodes ("" when there is none).
 func laneHome(lane string, nodes []string) string {
 	var (
