@@ -773,7 +773,7 @@ func (f *flushing) record(start, end int) {
 }
 
 // deferLanesSQL frees lanes until their next attempt, for their home among
-// the live nodes this store knows (” when it knows none): a hand-over or a
+// the live nodes this store knows (empty when it knows none): a hand-over or a
 // retry goes to the node that should deliver the lane.
 const deferLanesSQL = `UPDATE lanes SET owner = NULL, lease_until = NULL, next_at = d.at, home = d.home
 	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS d(lane, node, at, home)

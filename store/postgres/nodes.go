@@ -182,7 +182,7 @@ func (db *DB) nodeView() *atomic.Pointer[nodeView] {
 // claimHomeLanesSQL is claimLanesSQL for the lanes that node $1 should
 // deliver among the live nodes $5, from five sources, each an index range:
 //   - free lanes that record $1 as their home (lanes_home);
-//   - free lanes of no known home (”), whose home among $5 is $1;
+//   - free lanes of no known home (an empty home), whose home among $5 is $1;
 //   - free lanes whose recorded home is a dead node (its heartbeat
 //     expired), whose home among $5 is $1;
 //   - leased lanes whose lease expired, whose home among $5 is $1;
