@@ -123,6 +123,11 @@ func (s *Server) handleIngest() http.Handler {
 			}
 			events[i] = e
 		}
+		if s.forward != nil && r.Header.Get(HeaderForwardedBy) == "" {
+			if node, url := s.forward.Router.IngestHome(s.forward.Node, events); url != "" && s.forwardIngest(w, r, body, node, url) {
+				return
+			}
+		}
 		if err := s.ingester.Ingest(r.Context(), events); err != nil {
 			s.writeError(w, r, err)
 			return

@@ -69,6 +69,11 @@ type Config struct {
 	// Recordings answers the signed download links of the files livehooks
 	// serves itself, at /recordings/{project_id}/{path}; nil: 404.
 	Recordings Recordings
+
+	// Forwarding sends an ingest whose events belong on another node there
+	// (several nodes on PostgreSQL; see Forwarding); nil: every ingest is
+	// taken where it arrives.
+	Forwarding *Forwarding
 }
 
 // Recordings answers a download link (a *fileserve.Server). filePath is the
@@ -99,6 +104,7 @@ type Server struct {
 	recordingLog  livehooks.RecordingLog
 	testSends     inFlight
 	recordings    Recordings
+	forward       *Forwarding
 	handler       http.Handler
 }
 
@@ -129,6 +135,16 @@ func NewServer(cfg Config) (*Server, error) {
 		feed:          cfg.Feed,
 		recordingLog:  cfg.RecordingLog,
 		recordings:    cfg.Recordings,
+	}
+	if f := cfg.Forwarding; f != nil {
+		if f.Router == nil || f.Node == "" {
+			return nil, errors.New("api: Config.Forwarding needs a Router and a Node")
+		}
+		fw := *f
+		if fw.Client == nil {
+			fw.Client = defaultForwardClient()
+		}
+		s.forward = &fw
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

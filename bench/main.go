@@ -57,6 +57,7 @@ type options struct {
 	nodes        int
 	killNode     time.Duration
 	affinity     bool
+	forward      bool
 
 	set map[string]bool // flags given on the command line
 }
@@ -96,6 +97,7 @@ func main() {
 	fs.DurationVar(&o.relayDur, "relay-duration", 0, "relay run length (default: as long as the baseline; capped at -duration)")
 	fs.DurationVar(&o.dbRTT, "db-rtt", 0, "with -db postgres: put a proxy adding this round-trip time (e.g. 2ms) between livehooks and PostgreSQL")
 	fs.IntVar(&o.nodes, "nodes", 1, "with -db postgres: livehooks nodes on the one database; the load goes round-robin per stream over them")
+	fs.BoolVar(&o.forward, "forward", true, "with -nodes >= 2: give each node --advertise-url, so that a node sends an ingest on to the node that is home to its streams' lanes (false: each node ingests what it gets, as revisions before the flag do)")
 	fs.BoolVar(&o.affinity, "affinity", false, "with -nodes >= 2: post each stream's requests to the node that is home to its lane, instead of round-robin (what a load balancer routing streams to their home would do)")
 	fs.DurationVar(&o.killNode, "kill-node", 0, "with -nodes >= 2: at mid-load SIGKILL the node with the most deliveries so far, restart it after this long")
 	fs.BoolVar(&o.verbose, "v", false, "progress lines and livehooks' warnings on stderr")

@@ -88,6 +88,7 @@ func (p params) asMap(e *env) map[string]any {
 		if e.o.affinity {
 			m["affinity"] = true
 		}
+		m["forward"] = e.o.forward
 	}
 	return m
 }

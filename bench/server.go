@@ -147,6 +147,9 @@ func startServer(ctx context.Context, e *env, sc serverConfig) (*server, error) 
 	}
 	if sc.nodeID != "" {
 		args = append(args, "--node-id", sc.nodeID)
+		if e.o.forward {
+			args = append(args, "--advertise-url", s.base)
+		}
 	}
 	args = append(args, sc.args...)
 	args = append(args, e.o.extraArgs...)

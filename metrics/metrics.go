@@ -20,6 +20,7 @@ import (
 type Metrics struct {
 	Registry       *prometheus.Registry
 	EventsIngested *prometheus.CounterVec // by source
+	IngestForwards *prometheus.CounterVec // ingests sent on to their home node, by outcome
 	Attempts       *prometheus.CounterVec // by outcome
 	Latency        prometheus.Histogram   // ingest to 2xx, seconds
 	AttemptLatency prometheus.Histogram   // one HTTP attempt, seconds
@@ -48,6 +49,10 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 		EventsIngested: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livehooks_events_ingested_total", Help: "Recording events acknowledged (committed to the store).",
 		}, []string{"source"}),
+		IngestForwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livehooks_ingest_forwards_total",
+			Help: "Ingest requests sent on to the node that is home to their streams' lanes (several nodes), by outcome: forwarded, unreachable (ingested here), failed (answered 503).",
+		}, []string{"outcome"}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livehooks_delivery_attempts_total", Help: "Delivery attempts by outcome.",
 		}, []string{"outcome"}),
@@ -91,7 +96,7 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 	for _, st := range breakerStates {
 		m.Breakers.WithLabelValues(st).Set(0)
 	}
-	m.Registry.MustRegister(m.EventsIngested, m.Attempts, m.Latency, m.AttemptLatency, m.Breakers, m.CommitBatch, m.CommitTime, m.RoundTrips,
+	m.Registry.MustRegister(m.EventsIngested, m.IngestForwards, m.Attempts, m.Latency, m.AttemptLatency, m.Breakers, m.CommitBatch, m.CommitTime, m.RoundTrips,
 		m.Downloads, m.DownloadBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
@@ -122,6 +127,13 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Ingested(source string, n int) {
 	if m != nil {
 		m.EventsIngested.WithLabelValues(source).Add(float64(n))
+	}
+}
+
+// Forwarded counts an ingest request sent on to another node, by outcome.
+func (m *Metrics) Forwarded(outcome string) {
+	if m != nil {
+		m.IngestForwards.WithLabelValues(outcome).Inc()
 	}
 }
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -56,6 +58,7 @@ type serveOptions struct {
 	servedMaxBytes    string
 
 	nodeID         string
+	advertiseURL   string
 	nodeHeartbeat  time.Duration
 	nodeTimeout    time.Duration
 	retryWindow    time.Duration
@@ -108,6 +111,7 @@ in service (and is logged).`,
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&o.recordingConfig, "recording-config", "", "YAML file of per-domain recording settings (format, URL templates, pause, object storage), applied at start")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id, the owner of its delivery leases (default hostname/listen address)")
+	fs.StringVar(&o.advertiseURL, "advertise-url", "", "with PostgreSQL: the base URL at which the other nodes reach this node's API (e.g. http://10.0.0.11:8080); they then send it the ingests of the streams whose lanes it is home to")
 	fs.DurationVar(&o.nodeHeartbeat, "node-heartbeat", time.Second, "with PostgreSQL: how often this node tells the others that it is alive")
 	fs.DurationVar(&o.nodeTimeout, "node-timeout", 3*time.Second, "with PostgreSQL: how long after a node's last heartbeat the others take it for dead and take its lanes over")
 	fs.DurationVar(&o.retryWindow, "retry-window", 24*time.Hour, "how long failed deliveries are retried before they are dead-lettered")
@@ -123,7 +127,7 @@ in service (and is logged).`,
 		"record-dir": "LIVEHOOKS_RECORD_DIRS", "database-url": "LIVEHOOKS_DATABASE_URL", "dev": "LIVEHOOKS_DEV",
 		"log-format": "LIVEHOOKS_LOG_FORMAT", "log-level": "LIVEHOOKS_LOG_LEVEL", "sqlite-synchronous": "LIVEHOOKS_SQLITE_SYNCHRONOUS",
 		"shutdown-timeout": "LIVEHOOKS_SHUTDOWN_TIMEOUT", "node-id": "LIVEHOOKS_NODE_ID", "retry-window": "LIVEHOOKS_RETRY_WINDOW",
-		"node-heartbeat": "LIVEHOOKS_NODE_HEARTBEAT", "node-timeout": "LIVEHOOKS_NODE_TIMEOUT",
+		"node-heartbeat": "LIVEHOOKS_NODE_HEARTBEAT", "node-timeout": "LIVEHOOKS_NODE_TIMEOUT", "advertise-url": "LIVEHOOKS_ADVERTISE_URL",
 		"sign-validity": "LIVEHOOKS_SIGN_VALIDITY", "connect-timeout": "LIVEHOOKS_CONNECT_TIMEOUT", "request-timeout": "LIVEHOOKS_REQUEST_TIMEOUT",
 		"per-destination": "LIVEHOOKS_PER_DESTINATION", "retention": "LIVEHOOKS_RETENTION", "poll-interval": "LIVEHOOKS_POLL_INTERVAL",
 	} {
@@ -193,6 +197,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if o.nodeTimeout < 2*o.nodeHeartbeat {
 		return fmt.Errorf("--node-timeout (%v) must be at least twice --node-heartbeat (%v)", o.nodeTimeout, o.nodeHeartbeat)
 	}
+	if err := checkAdvertiseURL(o.advertiseURL, o.databaseURL != ""); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -223,13 +230,16 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		// listen wakes the dispatcher when another node leaves it work
 		// (PostgreSQL: nodes share the database); nil with SQLite.
 		listen func(ctx context.Context, wake func()) error
+		// router says which node should ingest what (PostgreSQL); nil
+		// with SQLite.
+		router api.IngestRouter
 	)
 	if o.databaseURL != "" {
-		db, err := postgres.Open(ctx, postgres.Options{URL: o.databaseURL, Cipher: cipher, Logger: logger})
+		db, err := postgres.Open(ctx, postgres.Options{URL: o.databaseURL, Cipher: cipher, Logger: logger, AdvertiseURL: o.advertiseURL})
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
-		store, listen = db, db.Listen
+		store, listen, router = db, db.Listen, db
 		logger.Info("store opened", "backend", "postgres", "schema_version", postgres.SchemaVersion())
 	} else {
 		dbPath := filepath.Join(o.dataDir, "livehooks.db")
@@ -325,6 +335,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 		Hooks:         hooks,
 		IngestSecrets: hookSecrets,
 		Recordings:    files,
+	}
+	if router != nil {
+		cfg.Forwarding = &api.Forwarding{Router: router, Node: node, Count: m.Forwarded}
 	}
 	cons, err := console.New(console.Options{Auth: verifier, Dev: o.dev, MasterKey: masterKey, Logger: logger})
 	if err != nil {
@@ -585,4 +598,20 @@ func tuneGC(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
+}
+
+// checkAdvertiseURL accepts an empty --advertise-url, or the base URL of
+// this node's API (http or https, a host, no query), with PostgreSQL.
+func checkAdvertiseURL(raw string, postgres bool) error {
+	if raw == "" {
+		return nil
+	}
+	if !postgres {
+		return errors.New("--advertise-url is for several nodes on PostgreSQL (--database-url)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("--advertise-url %q: want the base URL of this node's API, such as http://10.0.0.11:8080", raw)
+	}
+	return nil
 }

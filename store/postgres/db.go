@@ -42,6 +42,10 @@ type Options struct {
 	// Logger receives what Listen cannot return: lost connections and
 	// reconnections. Default: discard.
 	Logger *slog.Logger
+	// AdvertiseURL is the base URL (http://host:port) at which the other
+	// nodes reach this node's API, published with its heartbeat; "" for
+	// none: the others then ingest what they get for this node themselves.
+	AdvertiseURL string
 }
 
 // DB is a livehooks.Store on a PostgreSQL database that several nodes may
@@ -52,6 +56,7 @@ type DB struct {
 	clock  livehooks.Clock
 	lease  time.Duration
 	logger *slog.Logger
+	url    string // Options.AdvertiseURL
 
 	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
 	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)
@@ -85,7 +90,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	db := &DB{cipher: opts.Cipher, clock: opts.Clock, lease: opts.Lease, logger: opts.Logger}
+	db := &DB{cipher: opts.Cipher, clock: opts.Clock, lease: opts.Lease, logger: opts.Logger, url: opts.AdvertiseURL}
 	if db.clock == nil {
 		db.clock = livehooks.SystemClock{}
 	}

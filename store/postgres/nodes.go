@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // Lanes are spread over the nodes that heartbeat (table nodes): each lane's
@@ -55,20 +56,21 @@ func laneHome(lane string, nodes []string) string {
 // Home returns the node among live that should deliver lane.
 func (db *DB) Home(lane string, live []string) string { return laneHome(lane, live) }
 
-// heartbeatSQL marks $1 alive for $2 µs and returns the live nodes, $1
-// included, each with the µs left until it expires. Rows of nodes dead for
-// an hour, owning no lane and home to no free lane are deleted.
+// heartbeatSQL marks $1 alive for $2 µs, at the URL $3, and returns the
+// live nodes, $1 included, each with the µs left until it expires and its
+// URL. Rows of nodes dead for an hour, owning no lane and home to no free
+// lane are deleted.
 const heartbeatSQL = `WITH me AS (
-		INSERT INTO nodes (node, seen_at, expires_at) VALUES ($1, now(), now() + $2 * interval '1 microsecond')
-		ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at
+		INSERT INTO nodes (node, seen_at, expires_at, url) VALUES ($1, now(), now() + $2 * interval '1 microsecond', $3)
+		ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at, url = excluded.url
 		RETURNING node
 	), gone AS (
 		DELETE FROM nodes WHERE expires_at < now() - interval '1 hour' AND node <> $1
 			AND NOT EXISTS (SELECT 1 FROM lanes WHERE owner = nodes.node)
 			AND NOT EXISTS (SELECT 1 FROM lanes WHERE owner IS NULL AND home = nodes.node)
 	)
-	SELECT node, floor(extract(epoch FROM expires_at - now()) * 1e6)::bigint FROM nodes WHERE expires_at >= now() AND node <> $1
-	UNION ALL SELECT node, $2 FROM me`
+	SELECT node, floor(extract(epoch FROM expires_at - now()) * 1e6)::bigint, url FROM nodes WHERE expires_at >= now() AND node <> $1
+	UNION ALL SELECT node, $2, $3 FROM me`
 
 // A heartbeat need not survive a crash of the database server: the next one
 // follows a second later. Without waiting for the WAL flush it stays quick
@@ -86,18 +88,22 @@ func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) (li
 		return nil, 0, livehooks.Errorf(livehooks.EINVALID, "invalid node id")
 	}
 	start := time.Now()
+	var urls map[string]string
 	err = db.runTx(ctx, pgx.TxOptions{BeginQuery: beginHeartbeat}, func(tx pgx.Tx) error {
-		live, next = live[:0], 0
-		rows, err := tx.Query(ctx, heartbeatSQL, node, ttl.Microseconds())
+		live, next, urls = live[:0], 0, map[string]string{}
+		rows, err := tx.Query(ctx, heartbeatSQL, node, ttl.Microseconds(), db.url)
 		if err != nil {
 			return err
 		}
 		var (
-			n    string
-			left int64
+			n, url string
+			left   int64
 		)
-		_, err = pgx.ForEachRow(rows, []any{&n, &left}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&n, &left, &url}, func() error {
 			live = append(live, n)
+			if url != "" {
+				urls[n] = url
+			}
 			if d := time.Duration(left) * time.Microsecond; n != node && (next == 0 || d < next) {
 				next = max(d, time.Microsecond)
 			}
@@ -109,8 +115,43 @@ func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) (li
 		return nil, 0, fmt.Errorf("postgres: heartbeat: %w", err)
 	}
 	slices.Sort(live)
-	db.nodeView().Store(&nodeView{nodes: live, until: start.Add(ttl)})
+	db.nodeView().Store(&nodeView{nodes: live, urls: urls, until: start.Add(ttl)})
 	return live, next, nil
+}
+
+// IngestHome returns the node that should ingest events, and the URL it
+// advertised, when that is not self: the home, among the live nodes of the
+// last heartbeat, of the lane of every event a config takes. It returns ""
+// (ingest here) when the events go to several homes or none, when a config
+// they need is not in memory yet, or when the home advertised no URL. The
+// answer comes from memory and may be out of date (a config changed by
+// another node, a node that just died): it only decides which node writes,
+// which any node may do correctly.
+func (db *DB) IngestHome(self string, events []*livehooks.Event) (node, url string) {
+	v := db.nodeView().Load()
+	if v == nil || len(v.urls) == 0 || time.Now().After(v.until) {
+		return "", ""
+	}
+	for _, e := range events {
+		dc, ok := db.configs.Get(domainKey{e.ProjectID, e.PublishDomain})
+		if !ok {
+			return "", ""
+		}
+		m := dc.match(e.App)
+		if m.id == "" || m.disabled || m.subs&storerow.EventMask(e.Type) == 0 {
+			continue // no delivery, no lane
+		}
+		switch h := laneHome(livehooks.LaneKey(m.id, e.Stream), v.nodes); {
+		case node == "":
+			node = h
+		case h != node:
+			return "", ""
+		}
+	}
+	if node == "" || node == self || v.urls[node] == "" {
+		return "", ""
+	}
+	return node, v.urls[node]
 }
 
 // Leave tells the other nodes that node has stopped: they take whatever
@@ -157,9 +198,11 @@ func (db *DB) newLane(lane, node string) (owner, home string) {
 	return node, home
 }
 
-// nodeView is the live nodes of a store's last heartbeat, until it is stale.
+// nodeView is the live nodes of a store's last heartbeat, until it is
+// stale, with the URLs they advertised.
 type nodeView struct {
 	nodes []string
+	urls  map[string]string
 	until time.Time
 }
 

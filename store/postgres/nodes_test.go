@@ -405,3 +405,61 @@ func TestFreeLanesGoToTheirRecordedHome(t *testing.T) {
 		t.Fatalf("B's row: %d (%v), want gone once no lane names it", rows, err)
 	}
 }
+
+// TestIngestHome checks where a node sends an ingest: to the home of its
+// events' lanes, at the URL that node advertised with its heartbeat; nowhere
+// (ingest here) when that is this node, a node that advertised no URL,
+// several nodes, or when the config is not in memory yet.
+func TestIngestHome(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	stores := map[string]*DB{
+		"A": openTest(t, url, Options{AdvertiseURL: "http://a.example:8080"}),
+		"B": openTest(t, url, Options{AdvertiseURL: "http://b.example:8080"}),
+		"C": openTest(t, url, Options{}),
+	}
+	dbA := stores["A"]
+	c := testConfig("p1", "live")
+	if err := dbA.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"B", "C", "A"} {
+		if _, _, err := stores[n].Heartbeat(ctx, n, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := []string{"A", "B", "C"}
+	ev := func(app, stream string) *livehooks.Event { return testEvent(app, stream) }
+	if n, u := dbA.IngestHome("A", []*livehooks.Event{ev("live", "s00")}); n != "" || u != "" {
+		t.Fatalf("config not in memory yet: %q %q", n, u)
+	}
+	if err := dbA.Write(ctx, func(tx livehooks.OutboxTx) error {
+		_, err := tx.Enqueue(ctx, "A", time.Now(), []*livehooks.Event{ev("live", "warm")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	byHome := map[string][]string{}
+	for i := range 60 {
+		s := fmt.Sprintf("s%02d", i)
+		home := laneHome(livehooks.LaneKey(c.ID, s), live)
+		byHome[home] = append(byHome[home], s)
+		n, u := dbA.IngestHome("A", []*livehooks.Event{ev("live", s), ev("other-app", "x")})
+		want := map[string][2]string{"A": {}, "B": {"B", "http://b.example:8080"}, "C": {}}[home]
+		if [2]string{n, u} != want {
+			t.Errorf("stream %s homed at %s: %q %q, want %q", s, home, n, u, want)
+		}
+	}
+	if len(byHome["A"]) == 0 || len(byHome["B"]) == 0 || len(byHome["C"]) == 0 {
+		t.Fatalf("60 streams' homes: %v", byHome)
+	}
+	if n, _ := dbA.IngestHome("A", []*livehooks.Event{ev("live", byHome["B"][0]), ev("live", byHome["B"][1])}); n != "B" {
+		t.Errorf("two streams homed at B: %q", n)
+	}
+	if n, _ := dbA.IngestHome("A", []*livehooks.Event{ev("live", byHome["B"][0]), ev("live", byHome["C"][0])}); n != "" {
+		t.Errorf("streams homed at B and C: %q", n)
+	}
+	if n, u := stores["C"].IngestHome("C", []*livehooks.Event{ev("live", byHome["B"][0])}); n != "" || u != "" {
+		t.Errorf("from C, whose configs are not in memory: %q %q", n, u)
+	}
+}
