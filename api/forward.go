@@ -87,6 +87,10 @@ func (s *Server) forwardIngest(w http.ResponseWriter, r *http.Request, body []by
 	for _, k := range hopHeaders {
 		req.Header.Del(k)
 	}
+	// The answer is passed on as plain bytes: the transport asks for gzip
+	// itself and undoes it, where a client's own Accept-Encoding would hand
+	// on a compressed body without its Content-Encoding.
+	req.Header.Del("Accept-Encoding")
 	// The Host an AK/SK signature may cover, and the forwarding node's id.
 	req.Host = r.Host
 	req.Header.Set(HeaderForwardedBy, f.Node)
