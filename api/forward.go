@@ -2,11 +2,12 @@ package api
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/livehooks/livehooks"
@@ -39,9 +40,10 @@ type Forwarding struct {
 	// connect, 30 s in all.
 	Client *http.Client
 	// Count, if set, counts forwards by outcome: "forwarded" (the home
-	// answered, whatever it answered), "unreachable" (no connection to the
-	// home: ingested here), "failed" (the request may have reached the home
-	// and its answer did not come back: the client is told to retry).
+	// answered, whatever it answered), "unreachable" (nothing of the
+	// request left: ingested here), "failed" (the request may have reached
+	// the home and its answer did not come back: the client is told to
+	// retry).
 	Count func(outcome string)
 }
 
@@ -49,6 +51,24 @@ func (f *Forwarding) count(outcome string) {
 	if f.Count != nil {
 		f.Count(outcome)
 	}
+}
+
+// warnEvery spaces the warnings about one unreachable node: until the
+// others take it for dead, every ingest of its streams meets it.
+const warnEvery = 10 * time.Second
+
+// warnUnreachable reports whether an unreachable node is worth a warning
+// now.
+func (s *Server) warnUnreachable(node string) bool {
+	now := time.Now()
+	last, loaded := s.forwardWarned.LoadOrStore(node, now)
+	if !loaded {
+		return true
+	}
+	if now.Sub(last.(time.Time)) < warnEvery {
+		return false
+	}
+	return s.forwardWarned.CompareAndSwap(node, last, now)
 }
 
 func defaultForwardClient() *http.Client {
@@ -70,9 +90,10 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Pro
 
 // forwardIngest sends an ingest request, whose body is body, to the node at
 // base, and passes its answer on. It returns false, having written nothing,
-// when the node could not be reached: the caller ingests the request
-// itself. A failure after the request may have reached the node is answered
-// 503: ingesting here too could store the events twice.
+// when nothing of the request left for the node (it could not be reached):
+// the caller ingests the request itself. A failure after the request may
+// have reached the node is answered 503: ingesting here too could store the
+// events twice.
 func (s *Server) forwardIngest(w http.ResponseWriter, r *http.Request, body []byte, node, base string) bool {
 	f := s.forward
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, strings.TrimSuffix(base, "/")+r.URL.RequestURI(), bytes.NewReader(body))
@@ -94,11 +115,18 @@ func (s *Server) forwardIngest(w http.ResponseWriter, r *http.Request, body []by
 	// The Host an AK/SK signature may cover, and the forwarding node's id.
 	req.Host = r.Host
 	req.Header.Set(HeaderForwardedBy, f.Node)
+	// Whether any of the request left: a connection refused, a name that
+	// does not resolve or a TLS handshake that fails sent nothing.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	}))
 	resp, err := f.Client.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			s.logger.WarnContext(r.Context(), "forward ingest: node unreachable; ingesting here", "node", node, "error", err)
+		if !wrote.Load() {
+			if s.warnUnreachable(node) {
+				s.logger.WarnContext(r.Context(), "forward ingest: node unreachable; ingesting its streams here", "node", node, "error", err)
+			}
 			f.count("unreachable")
 			return false
 		}

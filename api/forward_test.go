@@ -51,7 +51,8 @@ func (f *fixedRouter) IngestHome(self string, events []*livehooks.Event) (string
 // (path, body, credentials, Host) and marked as forwarded, and its answer
 // goes back to the client; a request already forwarded, or whose home cannot
 // be reached, is ingested here; a home that fails after the request may have
-// reached it is answered 503, not ingested twice.
+// reached it is answered 503, not ingested twice. A home behind a TLS
+// handshake that fails counts as unreachable: nothing of the request left.
 func TestIngestForwardedToItsHome(t *testing.T) {
 	t.Parallel()
 	type seen struct {
@@ -171,11 +172,27 @@ func TestIngestForwardedToItsHome(t *testing.T) {
 		t.Fatalf("unreachable %d", count("unreachable"))
 	}
 
+	// A home whose certificate this node does not trust: the handshake
+	// fails before anything of the request leaves, so it is ingested here.
+	untrusted := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the request reached a home whose certificate failed")
+	}))
+	t.Cleanup(untrusted.Close)
+	router.mu.Lock()
+	router.url = untrusted.URL
+	router.mu.Unlock()
+	if r := ts.do(t, "POST", eventsPath, tokenA, body); r.status != http.StatusAccepted || !strings.Contains(string(r.body), `"local"`) || ing.n.Load() != 3 {
+		t.Fatalf("home with an untrusted certificate: %d %s, ingested here %d", r.status, r.body, ing.n.Load())
+	}
+	if count("unreachable") != 2 {
+		t.Fatalf("unreachable %d", count("unreachable"))
+	}
+
 	// No other home: ingested here, nothing sent.
 	router.mu.Lock()
 	router.node, router.url = "", ""
 	router.mu.Unlock()
-	if r := ts.do(t, "POST", eventsPath, tokenA, body); r.status != http.StatusAccepted || ing.n.Load() != 3 {
+	if r := ts.do(t, "POST", eventsPath, tokenA, body); r.status != http.StatusAccepted || ing.n.Load() != 4 {
 		t.Fatalf("no home: %d %s, ingested here %d", r.status, r.body, ing.n.Load())
 	}
 }

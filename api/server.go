@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -105,6 +106,7 @@ type Server struct {
 	testSends     inFlight
 	recordings    Recordings
 	forward       *Forwarding
+	forwardWarned sync.Map // node → time.Time of the last "unreachable" warning
 	handler       http.Handler
 }
 
