@@ -56,7 +56,8 @@ type DB struct {
 	clock  livehooks.Clock
 	lease  time.Duration
 	logger *slog.Logger
-	url    string // Options.AdvertiseURL
+	url    string                   // Options.AdvertiseURL
+	view   atomic.Pointer[nodeView] // the last heartbeat's live nodes (nodes.go)
 
 	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
 	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)

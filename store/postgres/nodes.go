@@ -5,12 +5,8 @@ import (
 	"context"
 	"crypto/md5"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/jackc/pgx/v5"
 
@@ -115,7 +111,7 @@ func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) (li
 		return nil, 0, fmt.Errorf("postgres: heartbeat: %w", err)
 	}
 	slices.Sort(live)
-	db.nodeView().Store(&nodeView{nodes: live, urls: urls, until: start.Add(ttl)})
+	db.view.Store(&nodeView{nodes: live, urls: urls, until: start.Add(ttl)})
 	return live, next, nil
 }
 
@@ -128,7 +124,7 @@ func (db *DB) Heartbeat(ctx context.Context, node string, ttl time.Duration) (li
 // another node, a node that just died): it only decides which node writes,
 // which any node may do correctly.
 func (db *DB) IngestHome(self string, events []*livehooks.Event) (node, url string) {
-	v := db.nodeView().Load()
+	v := db.view.Load()
 	if v == nil || len(v.urls) == 0 || time.Now().After(v.until) {
 		return "", ""
 	}
@@ -160,7 +156,7 @@ func (db *DB) Leave(ctx context.Context, node string) error {
 	if !validText(node) {
 		return livehooks.Errorf(livehooks.EINVALID, "invalid node id")
 	}
-	db.nodeView().Store(nil)
+	db.view.Store(nil)
 	if _, err := db.pool.Exec(ctx, `UPDATE nodes SET expires_at = now() - interval '1 microsecond' WHERE node = $1`, node); err != nil {
 		return fmt.Errorf("postgres: leave: %w", err)
 	}
@@ -171,7 +167,7 @@ func (db *DB) Leave(ctx context.Context, node string) error {
 // store's last heartbeat, or fallback (the enqueuing node) when there was
 // none within its ttl.
 func (db *DB) homeOf(lane, fallback string) string {
-	v := db.nodeView().Load()
+	v := db.view.Load()
 	if v == nil || len(v.nodes) == 0 || time.Now().After(v.until) {
 		return fallback
 	}
@@ -204,22 +200,6 @@ type nodeView struct {
 	nodes []string
 	urls  map[string]string
 	until time.Time
-}
-
-// nodeViews holds each DB's nodeView (a DB field would do; this file keeps
-// to itself). A DB's entry goes with it.
-var nodeViews sync.Map // weak.Pointer[DB] → *atomic.Pointer[nodeView]
-
-func (db *DB) nodeView() *atomic.Pointer[nodeView] {
-	k := weak.Make(db)
-	if v, ok := nodeViews.Load(k); ok {
-		return v.(*atomic.Pointer[nodeView])
-	}
-	v, loaded := nodeViews.LoadOrStore(k, new(atomic.Pointer[nodeView]))
-	if !loaded {
-		runtime.AddCleanup(db, func(k weak.Pointer[DB]) { nodeViews.Delete(k) }, k)
-	}
-	return v.(*atomic.Pointer[nodeView])
 }
 
 // claimHomeLanesSQL is claimLanesSQL for the lanes that node $1 should
