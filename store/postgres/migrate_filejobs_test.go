@@ -39,7 +39,7 @@ func TestMigrateLaneHomeFromVersion8(t *testing.T) {
 	live := []string{"n1", "n2"}
 	byHome := map[string][]string{}
 	for _, k := range []string{"c1/s1", "c1/s2"} {
-		h := laneHome(k, live)
+		h := LaneHome(k, live)
 		byHome[h] = append(byHome[h], k)
 	}
 	for _, n := range live {

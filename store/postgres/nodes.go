@@ -17,7 +17,7 @@ import (
 // Lanes are spread over the nodes that heartbeat (table nodes): each lane's
 // home is the live node with the highest md5(lane + " " + node), rendezvous
 // hashing, so that when a node joins or leaves only the lanes whose home it
-// is or becomes move. homeSQL and laneHome compute the same home, in the
+// is or becomes move. homeSQL and LaneHome compute the same home, in the
 // database for claims and in Go for the dispatcher's hand-overs and for
 // new lanes; the bytes hashed are UTF-8 whatever the database's encoding.
 
@@ -30,10 +30,7 @@ func homeSQL(lane, nodes string) string {
 // LaneHome returns the home of lane among nodes ("" when there is none): the
 // node that delivers it. A load balancer that sends a stream's ingest to the
 // home of its lane keeps the stream's writes and deliveries on one node.
-func LaneHome(lane string, nodes []string) string { return laneHome(lane, nodes) }
-
-// laneHome returns the home of lane among nodes ("" when there is none).
-func laneHome(lane string, nodes []string) string {
+func LaneHome(lane string, nodes []string) string {
 	var (
 		best    string
 		bestSum [md5.Size]byte
@@ -50,7 +47,7 @@ func laneHome(lane string, nodes []string) string {
 }
 
 // Home returns the node among live that should deliver lane.
-func (db *DB) Home(lane string, live []string) string { return laneHome(lane, live) }
+func (db *DB) Home(lane string, live []string) string { return LaneHome(lane, live) }
 
 // heartbeatSQL marks $1 alive for $2 µs, at the URL $3, and returns the
 // live nodes, $1 included, each with the µs left until it expires and its
@@ -137,7 +134,7 @@ func (db *DB) IngestHome(self string, events []*livehooks.Event) (node, url stri
 		if m.id == "" || m.disabled || m.subs&storerow.EventMask(e.Type) == 0 {
 			continue // no delivery, no lane
 		}
-		switch h := laneHome(livehooks.LaneKey(m.id, e.Stream), v.nodes); {
+		switch h := LaneHome(livehooks.LaneKey(m.id, e.Stream), v.nodes); {
 		case node == "":
 			node = h
 		case h != node:
@@ -171,21 +168,15 @@ func (db *DB) homeOf(lane, fallback string) string {
 	if v == nil || len(v.nodes) == 0 || time.Now().After(v.until) {
 		return fallback
 	}
-	return laneHome(lane, v.nodes)
+	return LaneHome(lane, v.nodes)
 }
 
-// newLaneOwner is the owner Enqueue gives a lane it creates: the enqueuing
-// node when the lane's home is that node (or unknown), else "" for nobody
-// (NULL), so that its home claims it when woken rather than the enqueuing
-// node delivering it and handing it over afterwards.
-func (db *DB) newLaneOwner(lane, node string) string {
-	owner, _ := db.newLane(lane, node)
-	return owner
-}
-
-// newLane returns the owner (see newLaneOwner) and the home that Enqueue
-// records for a lane it creates: the lane's home among the live nodes, ""
-// when this store knows none.
+// newLane returns the owner and the home that Enqueue gives a lane it
+// creates. The owner is the enqueuing node when the lane's home is that node
+// (or unknown), else "" for nobody (NULL), so that its home claims it when
+// woken rather than the enqueuing node delivering it and handing it over
+// afterwards. The home is the lane's home among the live nodes, "" when this
+// store knows none.
 func (db *DB) newLane(lane, node string) (owner, home string) {
 	home = db.homeOf(lane, "")
 	if home != "" && home != node {
