@@ -29,6 +29,12 @@ type match struct {
 	disabled bool
 }
 
+// takes reports whether the config delivers events of type typ: there is
+// one, it is enabled and subscribed to typ.
+func (m match) takes(typ livehooks.EventType) bool {
+	return m.id != "" && !m.disabled && m.subs&storerow.EventMask(typ) != 0
+}
+
 // domainKey is a publish domain of a project: the cache holds the configs
 // of a domain together, so that one read answers for every app.
 type domainKey struct{ project, domain string }

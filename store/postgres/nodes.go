@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/livehooks/livehooks"
-	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // Lanes are spread over the nodes that heartbeat (table nodes): each lane's
@@ -131,7 +130,7 @@ func (db *DB) IngestHome(self string, events []*livehooks.Event) (node, url stri
 			return "", ""
 		}
 		m := dc.match(e.App)
-		if m.id == "" || m.disabled || m.subs&storerow.EventMask(e.Type) == 0 {
+		if !m.takes(e.Type) {
 			continue // no delivery, no lane
 		}
 		switch h := LaneHome(livehooks.LaneKey(m.id, e.Stream), v.nodes); {

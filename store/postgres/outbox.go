@@ -229,7 +229,7 @@ func (t *outboxTx) Enqueue(ctx context.Context, node string, now time.Time, even
 	var out []*livehooks.Delivery
 	for _, e := range fresh {
 		m := t.matches[matchKey{e.ProjectID, e.PublishDomain, e.App}]
-		if m.id == "" || m.disabled || m.subs&storerow.EventMask(e.Type) == 0 {
+		if !m.takes(e.Type) {
 			continue
 		}
 		d := storerow.NewDelivery(livehooks.WebhookID(e.ID, m.id), m.id, e, now)
