@@ -12,6 +12,7 @@
 //
 //	go run ./bench/storebench -events 40000 -cpuprofile /tmp/store.prof
 //	go run ./bench/storebench -frames   # which tables and indexes each commit writes
+//	go run ./bench/storebench -floor    # the same load on a one-table queue: SQLite's floor here
 package main
 
 import (
@@ -47,8 +48,20 @@ func main() {
 		cpuprofile  = flag.String("cpuprofile", "", "write a CPU profile of the run here")
 		recordDelay = flag.Duration("attempt", 500*time.Microsecond, "simulated HTTP attempt time before a result is recorded")
 		frames      = flag.Bool("frames", false, "after the run, name the tables and indexes whose pages the last commits wrote (WAL frames per commit)")
+		floorOnly   = flag.Bool("floor", false, "measure only the floor: a durable queue of one row in and out per event on the same SQLite, with the same concurrency")
 	)
 	flag.Parse()
+	if *floorOnly {
+		d := *dir
+		if d == "" {
+			d = os.TempDir()
+		}
+		if err := floor(*events, *producers, *recorders, d, *recordDelay); err != nil {
+			fmt.Fprintln(os.Stderr, "storebench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*events, *producers, *recorders, *streams, *configs, *syncMode, *dir, *cpuprofile, *recordDelay, *frames); err != nil {
 		fmt.Fprintln(os.Stderr, "storebench:", err)
 		os.Exit(1)
