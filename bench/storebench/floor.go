@@ -55,7 +55,7 @@ func floor(events, producers, recorders int, dir string, attempt time.Duration) 
 	start := time.Now()
 	var (
 		next, errs atomic.Int64
-		wg, rwg              sync.WaitGroup
+		wg, rwg    sync.WaitGroup
 	)
 	ids := make(chan int64, events)
 	for range recorders {
