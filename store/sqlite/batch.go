@@ -123,8 +123,12 @@ var multiSQL = map[string]struct {
 	cols  int
 	build func(n int) string
 }{
+	// The two lookups join a VALUES list rather than test `IN (?, …)`: SQLite
+	// copies an IN list into a temporary index before it seeks the table,
+	// and a join seeks straight from the list (storebench: 113 against 119 µs
+	// per event, five interleaved pairs).
 	"known-events": {1, func(n int) string {
-		return `SELECT uid FROM events WHERE uid IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
+		return `WITH r (uid) AS (VALUES ` + rowsSQL(1, n) + `) SELECT e.uid FROM r JOIN events e ON e.uid = r.uid`
 	}},
 	"insert-events": {22, func(n int) string {
 		return `INSERT INTO events (` + eventInsertColumns + `) VALUES ` + rowsSQL(22, n)
@@ -152,7 +156,7 @@ var multiSQL = map[string]struct {
 		return `DELETE FROM lanes WHERE pending <= 0 AND lane IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
 	}},
 	"lane-states": {1, func(n int) string {
-		return `SELECT lane, owner, next_at, pending FROM lanes WHERE lane IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
+		return `WITH r (lane) AS (VALUES ` + rowsSQL(1, n) + `) SELECT l.lane, l.owner, l.next_at, l.pending FROM r JOIN lanes l ON l.lane = r.lane`
 	}},
 	"finish-deliveries": {6, finishDeliveriesSQL},
 	"count-down-lanes":  {2, countDownLanesSQL},

@@ -269,6 +269,8 @@ func TestQueryPlans(t *testing.T) {
 		{"finish deliveries", finishDeliveriesSQL(2), []any{1, "succeeded", now, now, 200, "", 2, "pending", now, now, 503, ""}, nil, []string{"r"}, false},
 		{"count down lanes", countDownLanesSQL(2), []any{"a", 1, "b", 2}, nil, []string{"r"}, false},
 		{"release lanes for a retry", releaseRetryLanesSQL(2), []any{"a", now, "b", now}, nil, []string{"r"}, false},
+		{"known events", multiSQL["known-events"].build(2), []any{"a", "b"}, []string{"sqlite_autoindex_events_1"}, []string{"r"}, false},
+		{"lane states", multiSQL["lane-states"].build(2), []any{"a", "b"}, []string{"USING PRIMARY KEY (lane=?)"}, []string{"r"}, false},
 		{"event by uid", stmtSQL[stmtEventByUID], []any{"x"}, []string{"sqlite_autoindex_events_1"}, nil, false},
 		{"delete pending", deletePendingSQL, []any{lo, hi, c.ID}, []string{"deliveries_lane"}, nil, false},
 		{"fail pending", failPendingSQL, []any{lo, hi, c.ID, "r", now}, []string{"deliveries_lane"}, nil, false},
