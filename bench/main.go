@@ -53,6 +53,7 @@ type options struct {
 	verbose      bool
 	relay        bool
 	relayDur     time.Duration
+	relayTwice   bool
 	dbRTT        time.Duration
 	nodes        int
 	killNode     time.Duration
@@ -95,6 +96,7 @@ func main() {
 	fs.DurationVar(&o.sampleEvery, "sample", 500*time.Millisecond, "RSS/CPU sampling interval")
 	fs.BoolVar(&o.relay, "relay", true, "also run the load through bench/relay (ingest → forward, no storage) and report livehooks ÷ relay")
 	fs.DurationVar(&o.relayDur, "relay-duration", 0, "relay run length (default: as long as the baseline; capped at -duration)")
+	fs.BoolVar(&o.relayTwice, "relay-twice", true, "run the relay again after livehooks and report the mean of the two runs, so that the machine's drift during the run weighs on both sides of livehooks ÷ relay")
 	fs.DurationVar(&o.dbRTT, "db-rtt", 0, "with -db postgres: put a proxy adding this round-trip time (e.g. 2ms) between livehooks and PostgreSQL")
 	fs.IntVar(&o.nodes, "nodes", 1, "with -db postgres: livehooks nodes on the one database; the load goes round-robin per stream over them")
 	fs.BoolVar(&o.forward, "forward", true, "with -nodes >= 2: give each node --advertise-url, so that a node sends an ingest on to the node that is home to its streams' lanes (false: each node ingests what it gets, as revisions before the flag do)")

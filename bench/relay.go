@@ -128,3 +128,111 @@ func (r *scenarioRun) relay(ctx context.Context, dests []int, cycleTypes bool) (
 	ps := summarize(samples, "load")
 	return analyze(tr, st, nil, start, end), &ps, nil
 }
+
+// relayRuns are a scenario's relay runs: one before livehooks and, with
+// -relay-twice, one after.
+type relayRuns struct {
+	phases []*Phase
+	procs  []*phaseStats
+}
+
+func (rr *relayRuns) add(p *Phase, ps *phaseStats) {
+	rr.phases = append(rr.phases, p)
+	rr.procs = append(rr.procs, ps)
+}
+
+// fill puts the relay's figures in res: a single run's as they are, two
+// runs merged, with each kept in RelayRuns.
+func (rr *relayRuns) fill(res *Result) {
+	switch len(rr.phases) {
+	case 0:
+		return
+	case 1:
+		res.Relay, res.RelayProcess = rr.phases[0], rr.procs[0]
+	default:
+		res.Relay, res.RelayProcess = mergePhases(rr.phases), mergeProcs(rr.procs)
+		res.RelayRuns = rr.phases
+	}
+	if d := res.Relay.Delivered; d > 0 {
+		res.RelayCPUPerEvent = res.RelayProcess.CPUSec / float64(d) * 1e6
+	}
+}
+
+// mergePhases combines runs of one load: counts add up; rates are the
+// runs' means weighted by their load time; latency percentiles the runs'
+// weighted by their samples (an approximation of the percentile of all the
+// samples, close when the runs are alike), the maximum the largest. The
+// timelines stay with the runs.
+func mergePhases(ps []*Phase) *Phase {
+	m := &Phase{}
+	var rates [4]float64
+	lat, ack := make([]Latency, 0, len(ps)), make([]Latency, 0, len(ps))
+	for _, p := range ps {
+		m.Sent += p.Sent
+		m.Acked += p.Acked
+		m.Requests += p.Requests
+		m.Behind += p.Behind
+		m.Delivered += p.Delivered
+		m.Lost += p.Lost
+		m.Duplicates += p.Duplicates
+		m.OrderViolations += p.OrderViolations
+		m.WebhookIDMismatch += p.WebhookIDMismatch
+		m.Unknown += p.Unknown
+		for k, n := range p.Errors {
+			if m.Errors == nil {
+				m.Errors = map[string]int64{}
+			}
+			m.Errors[k] += n
+		}
+		m.LoadSec += p.LoadSec
+		m.DrainSec = max(m.DrainSec, p.DrainSec)
+		for i, r := range [4]float64{p.IngestRate, p.DeliveryRate, p.DeliveryRateOverall, p.Sustained} {
+			rates[i] += r * p.LoadSec
+		}
+		lat, ack = append(lat, p.Latency), append(ack, p.AckLatency)
+	}
+	if m.LoadSec > 0 {
+		m.IngestRate, m.DeliveryRate = rates[0]/m.LoadSec, rates[1]/m.LoadSec
+		m.DeliveryRateOverall, m.Sustained = rates[2]/m.LoadSec, rates[3]/m.LoadSec
+	}
+	m.Latency, m.AckLatency = mergeLatency(lat), mergeLatency(ack)
+	return m
+}
+
+func mergeLatency(ls []Latency) Latency {
+	var m Latency
+	for _, l := range ls {
+		m.N += l.N
+		m.Max = max(m.Max, l.Max)
+	}
+	if m.N == 0 {
+		return m
+	}
+	for _, l := range ls {
+		w := float64(l.N) / float64(m.N)
+		m.Mean += w * l.Mean
+		m.P50 += w * l.P50
+		m.P95 += w * l.P95
+		m.P99 += w * l.P99
+	}
+	return m
+}
+
+// mergeProcs combines the relay process's figures of its runs: CPU seconds
+// add up, cores and shares are means, the RSS maximum the largest.
+func mergeProcs(ps []*phaseStats) *phaseStats {
+	m := &phaseStats{}
+	n := float64(len(ps))
+	for _, p := range ps {
+		m.RSSMaxMB = max(m.RSSMaxMB, p.RSSMaxMB)
+		m.RSSMeanMB += p.RSSMeanMB / n
+		m.RSSEndMB = p.RSSEndMB
+		m.CPUSec += p.CPUSec
+		m.CPUCores += p.CPUCores / n
+		m.BenchCores += p.BenchCores / n
+		m.MachineBusy += p.MachineBusy / n
+		m.CPUStall += p.CPUStall / n
+		m.IOStall += p.IOStall / n
+	}
+	return m
+}

@@ -49,10 +49,13 @@ type Result struct {
 
 	// Relay is the same load through bench/relay (ingest → forward, no
 	// storage), a subprocess like livehooks; RelayProcess its CPU and RSS
-	// during that load.
+	// during that load. With -relay-twice the relay runs before and after
+	// livehooks: Relay and RelayProcess merge the two (mergePhases), and
+	// RelayRuns keeps each.
 	Relay            *Phase      `json:"relay,omitempty"`
 	RelayProcess     *phaseStats `json:"relay_process,omitempty"`
 	RelayCPUPerEvent float64     `json:"relay_cpu_us_per_event,omitempty"`
+	RelayRuns        []*Phase    `json:"relay_runs,omitempty"`
 
 	Ratios map[string]float64 `json:"ratios_to_baseline,omitempty"`
 	// RelayRatios are livehooks ÷ relay, as Ratios are livehooks ÷ baseline.
@@ -402,6 +405,10 @@ func printResult(w io.Writer, r *Result) {
 	}
 	for _, n := range r.nodeStats() {
 		fmt.Fprintln(w, n)
+	}
+	if len(r.RelayRuns) == 2 {
+		fmt.Fprintf(w, "relay runs: %.0f ev/s before livehooks, %.0f after; the relay's figures are of both\n",
+			r.RelayRuns[0].Sustained, r.RelayRuns[1].Sustained)
 	}
 	if p := r.RelayProcess; p != nil {
 		fmt.Fprintf(w, "relay process [load]: RSS max %.1f MB; CPU %.2f cores (%.1f s), %.0f µs per delivered event\n", p.RSSMaxMB, p.CPUCores, p.CPUSec, r.RelayCPUPerEvent)

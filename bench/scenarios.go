@@ -109,9 +109,10 @@ type scenarioRun struct {
 	probe   *fsyncProbe
 	fsync   []fsyncSample
 
-	seenMu sync.Mutex
-	seen   map[string]bool // metrics some node exposed
-	closed bool
+	seenMu  sync.Mutex
+	seen    map[string]bool // metrics some node exposed
+	closed  bool
+	stopped bool // livehooks, not the receivers
 }
 
 // since returns the offset of t from the fsync probe's start.
@@ -141,11 +142,24 @@ func (r *scenarioRun) startLivehooks(ctx context.Context, serveArgs ...string) e
 
 // close stops everything the run started; it returns livehooks' exit error.
 func (r *scenarioRun) close() error {
-	var err error
 	if r.closed {
 		return nil
 	}
 	r.closed = true
+	err := r.stopLivehooks()
+	stopReceivers(r.rcv)
+	r.rcv = nil
+	return err
+}
+
+// stopLivehooks stops the nodes, their samplers and the database, and keeps
+// the receivers (a relay run may follow); it returns livehooks' exit error.
+func (r *scenarioRun) stopLivehooks() error {
+	var err error
+	if r.stopped {
+		return nil
+	}
+	r.stopped = true
 	if r.smp != nil {
 		r.samples = r.smp.finish()
 	}
@@ -171,8 +185,6 @@ func (r *scenarioRun) close() error {
 	}
 	r.db.close()
 	r.db = nil
-	stopReceivers(r.rcv)
-	r.rcv = nil
 	return err
 }
 
@@ -298,7 +310,8 @@ func progressLogger(label string) func(int64, time.Duration) {
 }
 
 // steadyLike is steady, saturation, dead10 and streams: baseline, relay,
-// then livehooks under the same load, dead receivers hanging.
+// then livehooks under the same load, dead receivers hanging, and (with
+// -relay-twice) the relay again.
 func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool, serveArgs ...string) (*Result, error) {
 	res := &Result{Scenario: e.name, Params: p.asMap(e)}
 	if dead > 0 {
@@ -320,17 +333,18 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	}
 	res.Baseline = r.baseline(ctx, healthyDests)
 	logf("baseline: %.0f ev/s, p99 %.2f ms", res.Baseline.DeliveryRate, res.Baseline.Latency.P99)
-	if e.relayBin != "" {
+	var relays relayRuns
+	runRelay := func() {
 		rel, rps, err := r.relay(ctx, healthyDests, cycleTypes)
 		if err != nil {
 			res.Notes = append(res.Notes, "relay: "+err.Error())
-		} else {
-			res.Relay, res.RelayProcess = rel, rps
-			if rel.Delivered > 0 {
-				res.RelayCPUPerEvent = rps.CPUSec / float64(rel.Delivered) * 1e6
-			}
-			logf("relay: %.0f ev/s, p99 %.2f ms, %.2f cores", rel.DeliveryRate, rel.Latency.P99, rps.CPUCores)
+			return
 		}
+		relays.add(rel, rps)
+		logf("relay: %.0f ev/s, p99 %.2f ms, %.2f cores", rel.DeliveryRate, rel.Latency.P99, rps.CPUCores)
+	}
+	if e.relayBin != "" {
+		runRelay()
 	}
 
 	if err := r.startLivehooks(ctx, serveArgs...); err != nil {
@@ -375,7 +389,16 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 		res.Kill = kill.figures(r, start, counters)
 	}
 	res.Metrics = r.scrapeMetrics(ctx)
-	cerr := r.close()
+	cerr := r.stopLivehooks()
+	if len(relays.phases) == 1 && e.o.relayTwice {
+		// The same relay again, on the same receivers, now that livehooks
+		// is gone: the machine's speed drifts within a run.
+		runRelay()
+	}
+	relays.fill(res)
+	if err := r.close(); err != nil && cerr == nil {
+		cerr = err
+	}
 	r0 := r
 	r = nil
 	res.Livehooks = analyze(tr, st, nil, start, end)
