@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // the driver the store uses
@@ -50,8 +49,7 @@ func floor(events, producers, recorders int, dir string, attempt time.Duration) 
 	body := []byte(`{"event_type":"RECORD_FILE_COMPLETE","publish_domain":"bench.example.com","app":"r1","stream":"s1",` +
 		`"task_id":"t1","record_format":"FLV","download_url":"https://cdn.bench.example.com/r1/s1/t1.flv",` +
 		`"file_size":10485760,"record_duration":60,"width":1280,"height":720}`)
-	var ru0 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	var (
 		next, errs atomic.Int64
@@ -86,8 +84,7 @@ func floor(events, producers, recorders int, dir string, attempt time.Duration) 
 	close(ids)
 	rwg.Wait()
 	elapsed := time.Since(start)
-	var ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu1 := cpuSeconds()
 	var left int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM q`).Scan(&left); err != nil {
 		return err
@@ -95,7 +92,7 @@ func floor(events, producers, recorders int, dir string, attempt time.Duration) 
 	if left != 0 || errs.Load() != 0 {
 		return fmt.Errorf("floor: %d rows left, %d errors", left, errs.Load())
 	}
-	cpu := tv(ru1.Utime) - tv(ru0.Utime) + tv(ru1.Stime) - tv(ru0.Stime)
+	cpu := cpu1 - cpu0
 	fmt.Printf("floor: events %d, producers %d, recorders %d: one row in and out per event, durable\n", events, producers, recorders)
 	fmt.Printf("floor: %.0f events/s (%.2fs), %.1f operations per transaction\n",
 		float64(events)/elapsed.Seconds(), elapsed.Seconds(), float64(2*events)/float64(c.txs))

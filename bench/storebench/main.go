@@ -127,8 +127,7 @@ func run(events, producers, recorders, streams, configs int, syncMode, dir, cpup
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	var ru0 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := cpuSeconds()
 	start := time.Now()
 
 	var (
@@ -191,14 +190,13 @@ func run(events, producers, recorders, streams, configs int, syncMode, dir, cpup
 		return fmt.Errorf("only %d of %d results recorded after 2 minutes", recorded.Load(), events)
 	}
 	elapsed := time.Since(start)
-	var ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu1 := cpuSeconds()
 	close(deliveries)
 	rwg.Wait()
 	stop()
 	<-done
 
-	cpu := tv(ru1.Utime) - tv(ru0.Utime) + tv(ru1.Stime) - tv(ru0.Stime)
+	cpu := cpu1 - cpu0
 	fmt.Printf("events %d, producers %d, recorders %d, streams %d, sync %s\n", events, producers, recorders, streams, syncMode)
 	fmt.Printf("ingest %.0f events/s; ingested and recorded %.0f events/s (%.2fs)\n",
 		float64(events)/ingested.Seconds(), float64(events)/elapsed.Seconds(), elapsed.Seconds())
@@ -209,4 +207,10 @@ func run(events, producers, recorders, streams, configs int, syncMode, dir, cpup
 	return nil
 }
 
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+// cpuSeconds is the CPU time the process used so far, user and system.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
