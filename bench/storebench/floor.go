@@ -41,7 +41,7 @@ func floor(events, producers, recorders int, dir string, attempt time.Duration) 
 	if _, err := db.ExecContext(ctx, `CREATE TABLE q (id INTEGER PRIMARY KEY, body BLOB NOT NULL)`); err != nil {
 		return err
 	}
-	c := &floorCommitter{db: db, ops: make(chan *floorOp, 4096), stmts: map[string]*sql.Stmt{}}
+	c := &floorCommitter{db: db, ops: make(chan *floorOp, 4096), stmts: map[floorStmt]*sql.Stmt{}}
 	go c.run(ctx)
 	defer close(c.ops)
 
@@ -111,7 +111,7 @@ type floorOp struct {
 type floorCommitter struct {
 	db    *sql.DB
 	ops   chan *floorOp
-	stmts map[string]*sql.Stmt
+	stmts map[floorStmt]*sql.Stmt
 	next  int64
 	txs   int
 }
@@ -161,11 +161,11 @@ func (c *floorCommitter) commit(ctx context.Context, batch []*floorOp) error {
 	}
 	// Statements are prepared outside the transaction: the one connection
 	// is the transaction's until it ends.
-	insert, err := c.stmt(ctx, "INSERT INTO q (id, body) VALUES ", "(?, ?)", len(ins)/2)
+	insert, err := c.stmt(ctx, "INSERT INTO q (id, body) VALUES ", "(?, ?)", "", len(ins)/2)
 	if err != nil {
 		return err
 	}
-	remove, err := c.stmt(ctx, "DELETE FROM q WHERE id IN (", "?", len(del))
+	remove, err := c.stmt(ctx, "DELETE FROM q WHERE id IN (", "?", ")", len(del))
 	if err != nil {
 		return err
 	}
@@ -187,23 +187,25 @@ func (c *floorCommitter) commit(ctx context.Context, batch []*floorOp) error {
 	return tx.Commit()
 }
 
-// stmt returns the statement of head followed by n rows (closed by ")" for
-// an IN list), prepared once per size.
-func (c *floorCommitter) stmt(ctx context.Context, head, row string, n int) (*sql.Stmt, error) {
+// stmt returns the statement head, n rows and tail, prepared the first
+// time a size is asked for: a commit then builds no statement text.
+func (c *floorCommitter) stmt(ctx context.Context, head, row, tail string, n int) (*sql.Stmt, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	q := head + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
-	if strings.HasSuffix(head, "(") {
-		q += ")"
-	}
-	if s := c.stmts[q]; s != nil {
+	k := floorStmt{head, n}
+	if s := c.stmts[k]; s != nil {
 		return s, nil
 	}
-	s, err := c.db.PrepareContext(ctx, q)
+	s, err := c.db.PrepareContext(ctx, head+strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")+tail)
 	if err != nil {
 		return nil, err
 	}
-	c.stmts[q] = s
+	c.stmts[k] = s
 	return s, nil
+}
+
+type floorStmt struct {
+	head string
+	rows int
 }

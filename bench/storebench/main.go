@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -51,18 +52,13 @@ func main() {
 		floorOnly   = flag.Bool("floor", false, "measure only the floor: a durable queue of one row in and out per event on the same SQLite, with the same concurrency")
 	)
 	flag.Parse()
+	var err error
 	if *floorOnly {
-		d := *dir
-		if d == "" {
-			d = os.TempDir()
-		}
-		if err := floor(*events, *producers, *recorders, d, *recordDelay); err != nil {
-			fmt.Fprintln(os.Stderr, "storebench:", err)
-			os.Exit(1)
-		}
-		return
+		err = floor(*events, *producers, *recorders, cmp.Or(*dir, os.TempDir()), *recordDelay)
+	} else {
+		err = run(*events, *producers, *recorders, *streams, *configs, *syncMode, *dir, *cpuprofile, *recordDelay, *frames)
 	}
-	if err := run(*events, *producers, *recorders, *streams, *configs, *syncMode, *dir, *cpuprofile, *recordDelay, *frames); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "storebench:", err)
 		os.Exit(1)
 	}
