@@ -19,7 +19,8 @@ import (
 // the rows it writes. Ids are drawn in memory (the process is the only
 // writer), so nothing has to come back from the database before the next
 // write; what the callers get back (delivery ids, lane states) is filled in
-// by finish, before Write returns.
+// by lanesCommitted, before Write returns. Lanes are in memory (lanes.go):
+// the flush notes what it does to them, applied once the transaction commits.
 
 // chunkSizes are the row counts of the prepared multi-row statements; a flush
 // of n rows uses the largest that fit, so up to 255 rows take as many
@@ -123,7 +124,7 @@ var multiSQL = map[string]struct {
 	cols  int
 	build func(n int) string
 }{
-	// The two lookups join a VALUES list rather than test `IN (?, …)`: SQLite
+	// The lookup joins a VALUES list rather than test `IN (?, …)`: SQLite
 	// copies an IN list into a temporary index before it seeks the table,
 	// and a join seeks straight from the list (storebench: 3–5 % less CPU
 	// per event, lower in nine of ten interleaved pairs).
@@ -132,10 +133,6 @@ var multiSQL = map[string]struct {
 	}},
 	"insert-events": {22, func(n int) string {
 		return `INSERT INTO events (` + eventInsertColumns + `) VALUES ` + rowsSQL(22, n)
-	}},
-	"upsert-lanes": {6, func(n int) string {
-		return `INSERT INTO lanes (lane, config_id, pending, next_at, owner, lease_until) VALUES ` + rowsSQL(6, n) + `
-		ON CONFLICT (lane) DO UPDATE SET pending = pending + excluded.pending`
 	}},
 	"insert-deliveries": {12, func(n int) string {
 		return `INSERT INTO deliveries (id, webhook_id, project_id, config_id, lane, event_pk, event_type, stream,
@@ -152,15 +149,7 @@ var multiSQL = map[string]struct {
 	"insert-attempts": {7, func(n int) string {
 		return `INSERT INTO attempts (delivery_id, n, at, status_code, latency_us, response, error) VALUES ` + rowsSQL(7, n)
 	}},
-	"delete-done-lanes": {1, func(n int) string {
-		return `DELETE FROM lanes WHERE pending <= 0 AND lane IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
-	}},
-	"lane-states": {1, func(n int) string {
-		return `WITH r (lane) AS (VALUES ` + rowsSQL(1, n) + `) SELECT l.lane, l.owner, l.next_at, l.pending FROM r JOIN lanes l ON l.lane = r.lane`
-	}},
 	"finish-deliveries": {6, finishDeliveriesSQL},
-	"count-down-lanes":  {2, countDownLanesSQL},
-	"release-lanes":     {2, releaseRetryLanesSQL},
 }
 
 // heldEvent is an event waiting to be written.
@@ -197,9 +186,9 @@ const eventInsertColumns = `pk, uid, project_id, type, publish_domain, app, stre
 	record_format, download_url, asset_id, file_size, record_duration, start_time, end_time,
 	width, height, error_message, play_url, occurred_at, created_at`
 
-// flush writes what is held, in this order: events, lanes and deliveries,
-// stream states, attempt results. The lanes' final states are read by
-// finish, once, at the end of the transaction.
+// flush writes what is held, in this order: events, deliveries, stream
+// states, attempt results, noting what they do to the lanes in the same
+// order.
 func (t *outboxTx) flush() error {
 	if err := t.flushEvents(); err != nil {
 		return err
@@ -268,12 +257,8 @@ func (t *outboxTx) flushEvents() error {
 }
 
 func (t *outboxTx) flushDeliveries() error {
-	type laneAdd struct {
-		config, node string
-		n            int
-		nowUS        int64
-	}
-	adds := map[string]*laneAdd{}
+	adds := map[string]int{} // lane → its index in ops
+	var ops []laneOp
 	var todo []*heldDelivery
 	for _, h := range t.deliveries {
 		if h.written || h.skipped {
@@ -287,32 +272,22 @@ func (t *outboxTx) flushDeliveries() error {
 			h.eventPK = h.event.pk
 		}
 		todo = append(todo, h)
-		a := adds[h.d.Lane]
-		if a == nil {
-			a = &laneAdd{config: h.d.ConfigID, node: h.node, nowUS: h.nowUS}
-			adds[h.d.Lane] = a
+		// A new lane is owned by the enqueuing node and due now; an
+		// existing one only counts more pending deliveries.
+		i, ok := adds[h.d.Lane]
+		if !ok {
+			i = len(ops)
+			adds[h.d.Lane] = i
+			ops = append(ops, laneOp{kind: laneAdd, lane: h.d.Lane, config: h.d.ConfigID, node: h.node,
+				at: h.nowUS, until: h.nowUS + t.db.lease.Microseconds()})
 		}
-		a.n++
+		ops[i].n++
 	}
 	if len(todo) == 0 {
 		return nil
 	}
-	// A new lane is owned by the enqueuing node and due now; an existing one
-	// only counts more pending deliveries.
-	keys := make([]string, 0, len(adds))
-	for k := range adds {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	args := make([]any, 0, 6*len(keys))
-	for _, k := range keys {
-		a := adds[k]
-		args = append(args, k, a.config, a.n, a.nowUS, a.node, a.nowUS+t.db.lease.Microseconds())
-	}
-	if err := t.execRows("upsert-lanes", args, nil); err != nil {
-		return fmt.Errorf("sqlite: enqueue: %w", err)
-	}
-	args = make([]any, 0, 12*len(todo))
+	t.laneOps = append(t.laneOps, ops...)
+	args := make([]any, 0, 12*len(todo))
 	for _, h := range todo {
 		t.db.nextID++
 		d := h.d
@@ -347,9 +322,9 @@ func (t *outboxTx) flushStreams() error {
 }
 
 // flushResults records the held results: one UPDATE of the deliveries that
-// are still pending, one INSERT of their attempts, then the lanes: retries
-// release theirs until the next attempt, final outcomes count theirs down and
-// delete the lanes left empty; a 410 disables its config.
+// are still pending, one INSERT of their attempts, then the lanes: final
+// outcomes count theirs down (a lane goes with its last delivery), retries
+// release theirs until the next attempt; a 410 disables its config.
 func (t *outboxTx) flushResults() error {
 	held := t.results
 	t.results = nil
@@ -446,29 +421,11 @@ func (t *outboxTx) recordRound(round []*heldResult) error {
 	if err := t.execRows("insert-attempts", attempts, nil); err != nil {
 		return fmt.Errorf("sqlite: record attempt: %w", err)
 	}
-	if len(finals) > 0 {
-		args := make([]any, 0, 2*len(finals))
-		lanes := make([]any, 0, len(finals))
-		for _, k := range sortedKeys(finals) {
-			args = append(args, k, finals[k])
-			lanes = append(lanes, k)
-		}
-		if err := t.execRows("count-down-lanes", args, nil); err != nil {
-			return fmt.Errorf("sqlite: record: %w", err)
-		}
-		// The last pending delivery of a lane settled: the lane goes.
-		if err := t.execRows("delete-done-lanes", lanes, nil); err != nil {
-			return fmt.Errorf("sqlite: record: delete lane: %w", err)
-		}
+	for _, k := range sortedKeys(finals) {
+		t.laneOps = append(t.laneOps, laneOp{kind: laneSettle, lane: k, n: finals[k]})
 	}
-	if len(retries) > 0 {
-		args := make([]any, 0, 2*len(retries))
-		for _, k := range sortedKeys(retries) {
-			args = append(args, k, retries[k])
-		}
-		if err := t.execRows("release-lanes", args, nil); err != nil {
-			return fmt.Errorf("sqlite: record: release lane: %w", err)
-		}
+	for _, k := range sortedKeys(retries) {
+		t.laneOps = append(t.laneOps, laneOp{kind: laneRetry, lane: k, at: retries[k]})
 	}
 	for _, h := range gone {
 		s := done[h.r.Delivery.ID]
@@ -495,18 +452,6 @@ func finishDeliveriesSQL(n int) string {
 		RETURNING deliveries.id, deliveries.attempts, deliveries.lane, deliveries.project_id, deliveries.config_id`
 }
 
-// countDownLanesSQL takes settled deliveries off n lanes' counts.
-func countDownLanesSQL(n int) string {
-	return `WITH r (lane, n) AS (VALUES ` + rowsSQL(2, n) + `)
-		UPDATE lanes SET pending = pending - r.n FROM r WHERE lanes.lane = r.lane`
-}
-
-// releaseRetryLanesSQL frees n lanes until their next attempt.
-func releaseRetryLanesSQL(n int) string {
-	return `WITH r (lane, next) AS (VALUES ` + rowsSQL(2, n) + `)
-		UPDATE lanes SET next_at = r.next, owner = NULL, lease_until = 0 FROM r WHERE lanes.lane = r.lane`
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -516,50 +461,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// touch notes a lane whose final state finish reads.
+// touch notes a lane whose final state lanesCommitted reads.
 func (t *outboxTx) touch(lane string) {
 	if t.touched == nil {
-		t.touched = map[string]laneRow{}
+		t.touched = map[string]laneSnapshot{}
 	}
-	t.touched[lane] = laneRow{}
+	t.touched[lane] = laneSnapshot{}
 }
 
-type laneRow struct {
-	owner   string
-	owned   bool // owner is not NULL
-	nextAt  int64
-	pending int
-	exists  bool
-}
-
-// finish reads the final state of every lane the transaction touched and
-// completes what the callers got: each delivery's ID (set at flush),
+// lanesCommitted runs once the transaction has committed, before the next
+// one begins: it applies the transaction's lane changes and completes what
+// the callers got from the lanes' states: each delivery's ID (set at flush),
 // LanePending and Due, each result's lane state.
-func (t *outboxTx) finish() error {
-	if len(t.touched) == 0 {
-		return nil
-	}
-	keys := sortedKeys(t.touched)
-	args := make([]any, len(keys))
-	for i, k := range keys {
-		args[i] = k
-	}
-	err := t.execRows("lane-states", args, func(rs *sql.Rows) error {
-		var (
-			lane  string
-			owner sql.NullString
-			row   laneRow
-		)
-		if err := rs.Scan(&lane, &owner, &row.nextAt, &row.pending); err != nil {
-			return err
-		}
-		row.owner, row.owned, row.exists = owner.String, owner.Valid, true
-		t.touched[lane] = row
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: lane states: %w", err)
-	}
+func (t *outboxTx) lanesCommitted() {
+	lt := &t.db.lanes
+	lt.mu.Lock()
+	lt.apply(t.laneOps)
+	lt.snapshot(t.touched)
+	lt.mu.Unlock()
 	// A delivery's LanePending is its lane's depth after the call that added
 	// it: the final depth less what later calls added.
 	after, call := map[string]int{}, map[string]int{}
@@ -578,11 +497,10 @@ func (t *outboxTx) finish() error {
 		h.d.LanePending = row.pending - after[h.d.Lane]
 		call[h.d.Lane]++
 		_, gone := t.goneConfigs[h.d.ConfigID]
-		h.d.Due = row.exists && row.owned && row.owner == h.node && row.nextAt <= h.nowUS && !gone
+		h.d.Due = row.exists && row.owner != "" && row.owner == h.node && row.nextAt <= h.nowUS && !gone
 	}
 	for _, h := range t.allResults {
 		row := t.touched[h.state.Lane]
-		h.state.Open = row.exists && row.pending > 0 && row.owned && row.owner == h.node
+		h.state.Open = row.exists && row.pending > 0 && row.owner != "" && row.owner == h.node
 	}
-	return nil
 }

@@ -205,7 +205,7 @@ func (db *DB) UpdateCallback(ctx context.Context, projectID, id string, upd live
 // DeleteCallback removes the config, its pending deliveries (with their
 // attempts) and its lanes. Final deliveries stay in the log until Purge.
 func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
+	return db.writeTxThen(ctx, func(tx *sql.Tx) error {
 		db.configChanged()
 		res, err := tx.ExecContext(ctx, `DELETE FROM callbacks WHERE id = ? AND project_id = ?`, id, projectID)
 		if err != nil {
@@ -218,11 +218,16 @@ func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
 		if _, err := tx.ExecContext(ctx, deletePendingSQL, lo, hi, id); err != nil {
 			return fmt.Errorf("sqlite: delete callback: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, deleteConfigLanesSQL, lo, hi, id); err != nil {
-			return fmt.Errorf("sqlite: delete callback: %w", err)
-		}
 		return nil
-	})
+	}, func() { db.dropLanes(id) })
+}
+
+// dropLanes deletes the lanes of a config whose pending deliveries a
+// committed transaction deleted or failed.
+func (db *DB) dropLanes(configID string) {
+	db.lanes.mu.Lock()
+	defer db.lanes.mu.Unlock()
+	db.lanes.apply([]laneOp{{kind: laneDropConfig, lane: configID}})
 }
 
 // MatchCallback returns the config of the exact app, else the `*` config of
@@ -242,10 +247,10 @@ func (db *DB) MatchCallback(ctx context.Context, projectID, domain, app string) 
 // deliveries with that reason and drops its lanes.
 func (db *DB) DisableCallback(ctx context.Context, projectID, id, reason string) error {
 	now := db.clock.Now()
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
+	return db.writeTxThen(ctx, func(tx *sql.Tx) error {
 		db.configChanged()
 		return disable(ctx, tx, projectID, id, reason, now)
-	})
+	}, func() { db.dropLanes(id) })
 }
 
 // configChanged empties the write path's config matches (cache.go). Config
@@ -266,9 +271,6 @@ func disable(ctx context.Context, tx *sql.Tx, projectID, id, reason string, now 
 	}
 	lo, hi := laneRange(id)
 	if _, err := tx.ExecContext(ctx, failPendingSQL, lo, hi, id, reason, micros(now)); err != nil {
-		return fmt.Errorf("sqlite: disable callback: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, deleteConfigLanesSQL, lo, hi, id); err != nil {
 		return fmt.Errorf("sqlite: disable callback: %w", err)
 	}
 	return nil

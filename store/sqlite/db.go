@@ -74,6 +74,11 @@ type DB struct {
 	nextPK, nextID int64
 	// cache spares the write path its reads (cache.go).
 	cache caches
+	// lanes are the delivery lanes, kept in memory (lanes.go); commitMu
+	// holds a write transaction from its start until its lane changes are
+	// applied.
+	lanes    laneTable
+	commitMu sync.Mutex
 }
 
 var _ livehooks.Store = (*DB)(nil)
@@ -180,6 +185,9 @@ func (db *DB) init(ctx context.Context, path string) error {
 	if err := db.loadIDs(ctx); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	if err := db.lanes.load(ctx, db); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	if err := db.multi.prepare(ctx, db.write); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -257,14 +265,24 @@ func (db *DB) Close() error {
 // if fn fails or panics, so the write connection is never left inside a
 // transaction.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if err := db.commitTx(ctx, fn); err != nil {
+	return db.writeTxThen(ctx, fn, nil)
+}
+
+// writeTxThen is writeTx that runs committed (if not nil) once the
+// transaction has committed, before any other write transaction begins.
+func (db *DB) writeTxThen(ctx context.Context, fn func(tx *sql.Tx) error, committed func()) error {
+	if err := db.commitTx(ctx, fn, committed); err != nil {
 		return err
 	}
 	return db.Sync()
 }
 
-// commitTx is writeTx without the wait for the disk (see Sync).
-func (db *DB) commitTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// commitTx is writeTxThen without the wait for the disk (see Sync).
+func (db *DB) commitTx(ctx context.Context, fn func(tx *sql.Tx) error, committed func()) error {
+	// The lanes in memory change with the transactions that change the
+	// deliveries, in their commit order (lanes.go).
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
@@ -275,6 +293,9 @@ func (db *DB) commitTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	if committed != nil {
+		committed()
 	}
 	return nil
 }

@@ -2,63 +2,218 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/livehooks/livehooks"
-	"github.com/livehooks/livehooks/store/storerow"
 )
 
+// Lanes live in memory (migration 0008): one process opens a store's file,
+// so the lanes' counts, due times and leases need no table that every group
+// commit keeps in step with the deliveries. A transaction notes what it does
+// to lanes (laneOp) and the ops are applied when it has committed, under
+// commitMu, so the lanes follow the deliveries' commits in their order; the
+// lanes view derives them from the pending deliveries when the store opens.
+
+// memLane is a lane: a (config, stream) with pending deliveries.
+type memLane struct {
+	config     string
+	pending    int
+	nextAt     int64  // due at (Unix µs)
+	owner      string // the node holding the lease, "" when free
+	leaseUntil int64
+}
+
+// laneTable is the store's lanes.
+type laneTable struct {
+	mu      sync.Mutex
+	m       map[string]*memLane
+	pending int64 // the sum of every lane's pending
+}
+
+// load fills the table from the lanes view: every lane free, due when its
+// head delivery is.
+func (lt *laneTable) load(ctx context.Context, db *DB) error {
+	rows, err := db.write.QueryContext(ctx, loadLanesSQL)
+	if err != nil {
+		return fmt.Errorf("sqlite: load lanes: %w", err)
+	}
+	defer rows.Close()
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	lt.m, lt.pending = map[string]*memLane{}, 0
+	for rows.Next() {
+		var (
+			key string
+			l   memLane
+		)
+		if err := rows.Scan(&key, &l.config, &l.pending, &l.nextAt); err != nil {
+			return fmt.Errorf("sqlite: load lanes: %w", err)
+		}
+		lt.m[key] = &l
+		lt.pending += int64(l.pending)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: load lanes: %w", err)
+	}
+	return nil
+}
+
+type laneOpKind int
+
+const (
+	// laneAdd counts n new pending deliveries; a lane that did not exist is
+	// created owned by node until until, due at at.
+	laneAdd laneOpKind = iota
+	// laneSettle takes n settled deliveries off the count; the lane goes
+	// with its last one.
+	laneSettle
+	// laneRetry frees the lane until at (its head's next attempt).
+	laneRetry
+	// laneDefer frees the lane until at if node holds it.
+	laneDefer
+	// laneDropConfig deletes every lane of config (its pending deliveries
+	// were failed or deleted).
+	laneDropConfig
+)
+
+// laneOp is one change a transaction made to the lanes, applied when it has
+// committed.
+type laneOp struct {
+	kind   laneOpKind
+	lane   string // the config id for laneDropConfig
+	config string
+	node   string
+	n      int
+	at     int64
+	until  int64
+}
+
+// apply runs ops in order; the caller holds lt.mu.
+func (lt *laneTable) apply(ops []laneOp) {
+	for _, op := range ops {
+		switch op.kind {
+		case laneAdd:
+			l := lt.m[op.lane]
+			if l == nil {
+				l = &memLane{config: op.config, nextAt: op.at, owner: op.node, leaseUntil: op.until}
+				lt.m[op.lane] = l
+			}
+			l.pending += op.n
+			lt.pending += int64(op.n)
+		case laneSettle:
+			l := lt.m[op.lane]
+			if l == nil {
+				continue
+			}
+			n := min(op.n, l.pending)
+			l.pending -= n
+			lt.pending -= int64(n)
+			if l.pending <= 0 {
+				delete(lt.m, op.lane)
+			}
+		case laneRetry:
+			if l := lt.m[op.lane]; l != nil {
+				l.nextAt, l.owner, l.leaseUntil = op.at, "", 0
+			}
+		case laneDefer:
+			if l := lt.m[op.lane]; l != nil && l.owner != "" && l.owner == op.node {
+				l.nextAt, l.owner, l.leaseUntil = op.at, "", 0
+			}
+		case laneDropConfig:
+			lo, hi := laneRange(op.lane)
+			for k, l := range lt.m {
+				if k >= lo && k < hi && l.config == op.lane {
+					lt.pending -= int64(l.pending)
+					delete(lt.m, k)
+				}
+			}
+		}
+	}
+}
+
 // ClaimLanes leases to node, until now+lease, up to max lanes that are due
-// (next_at <= now) and free or whose lease expired, earliest next_at first.
-// Free lanes and expired leases come from two partial indexes, so a claim
-// never walks the lanes other nodes are busy with.
+// (next_at <= now) and free or whose lease expired, earliest due first
+// (then by key).
 func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease time.Duration, max int) ([]livehooks.Lane, error) {
 	if max <= 0 {
 		return nil, nil
 	}
-	var got []storerow.Claimed
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, claimLanesSQL, node, micros(now.Add(lease)), micros(now), max)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				c      storerow.Claimed
-				nextAt int64
-			)
-			if err := rows.Scan(&c.Lane.Key, &c.Lane.ConfigID, &nextAt); err != nil {
-				return err
-			}
-			c.NextAt = fromMicros(nextAt)
-			got = append(got, c)
-		}
-		return rows.Err()
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: claim lanes: %w", err)
 	}
-	return storerow.ClaimOrder(got), nil
+	nowUS, until := micros(now), micros(now.Add(lease))
+	type due struct {
+		key string
+		l   *memLane
+	}
+	lt := &db.lanes
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	var got []due
+	for k, l := range lt.m {
+		if l.nextAt <= nowUS && (l.owner == "" || l.leaseUntil < nowUS) {
+			got = append(got, due{k, l})
+		}
+	}
+	sort.Slice(got, func(i, j int) bool {
+		if got[i].l.nextAt != got[j].l.nextAt {
+			return got[i].l.nextAt < got[j].l.nextAt
+		}
+		return got[i].key < got[j].key
+	})
+	got = got[:min(len(got), max)]
+	out := make([]livehooks.Lane, len(got))
+	for i, g := range got {
+		g.l.owner, g.l.leaseUntil = node, until
+		out[i] = livehooks.Lane{Key: g.key, ConfigID: g.l.config}
+	}
+	return out, nil
 }
 
 // RenewLeases extends every lease node holds to until.
 func (db *DB) RenewLeases(ctx context.Context, node string, until time.Time) error {
-	if _, err := db.write.ExecContext(ctx, renewLeasesSQL, micros(until), node); err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqlite: renew leases: %w", err)
+	}
+	u := micros(until)
+	db.lanes.mu.Lock()
+	defer db.lanes.mu.Unlock()
+	for _, l := range db.lanes.m {
+		if l.owner != "" && l.owner == node {
+			l.leaseUntil = u
+		}
 	}
 	return nil
 }
 
-// ReleaseLanes frees every lane node holds; their next_at is kept, so due
-// lanes are claimable at once.
+// ReleaseLanes frees every lane node holds; their due times are kept, so
+// due lanes are claimable at once.
 func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
-	if _, err := db.write.ExecContext(ctx, releaseLanesSQL, node); err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqlite: release lanes: %w", err)
 	}
+	db.lanes.mu.Lock()
+	defer db.lanes.mu.Unlock()
+	for _, l := range db.lanes.m {
+		if l.owner != "" && l.owner == node {
+			l.owner, l.leaseUntil = "", 0
+		}
+	}
 	return nil
+}
+
+// PendingCount returns the number of pending deliveries, counted by the
+// lanes.
+func (db *DB) PendingCount(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: pending count: %w", err)
+	}
+	db.lanes.mu.Lock()
+	defer db.lanes.mu.Unlock()
+	return db.lanes.pending, nil
 }
 
 // LaneDeliveries returns up to limit pending deliveries of lane with ids above
@@ -75,4 +230,23 @@ func (db *DB) LaneDeliveries(ctx context.Context, lane string, afterID int64, li
 		return nil, fmt.Errorf("sqlite: lane deliveries: %w", err)
 	}
 	return ds, nil
+}
+
+// laneSnapshot is a lane's state as a transaction's callers see it.
+type laneSnapshot struct {
+	owner   string
+	nextAt  int64
+	pending int
+	exists  bool
+}
+
+// snapshot returns the states of keys; the caller holds lt.mu.
+func (lt *laneTable) snapshot(keys map[string]laneSnapshot) {
+	for k := range keys {
+		if l := lt.m[k]; l != nil {
+			keys[k] = laneSnapshot{owner: l.owner, nextAt: l.nextAt, pending: l.pending, exists: true}
+		} else {
+			keys[k] = laneSnapshot{}
+		}
+	}
 }

@@ -189,16 +189,6 @@ func findEventsSQL(c *livehooks.CallbackConfig, since, until time.Time, limit in
 	return q + ` ORDER BY e.created_at, e.pk LIMIT ?`, append(args, limitOrDefault(limit))
 }
 
-// PendingCount returns the number of pending deliveries, summed over the
-// lanes rather than counted over the deliveries.
-func (db *DB) PendingCount(ctx context.Context) (int64, error) {
-	var n int64
-	if err := db.read.QueryRowContext(ctx, pendingCountSQL).Scan(&n); err != nil {
-		return 0, fmt.Errorf("sqlite: pending count: %w", err)
-	}
-	return n, nil
-}
-
 // Purge deletes up to limit final deliveries last updated before t (with
 // their attempts), then up to limit events stored before t that no delivery
 // references. It returns the number of deliveries and events deleted; call it

@@ -51,11 +51,8 @@ func (db *DB) WriteDeferSync(ctx context.Context, fn func(tx livehooks.OutboxTx)
 		if err := fn(t); err != nil {
 			return err
 		}
-		if err := t.flush(); err != nil {
-			return err
-		}
-		return t.finish()
-	})
+		return t.flush()
+	}, func() { t.lanesCommitted() })
 	if t == nil {
 		return err
 	}
@@ -95,9 +92,13 @@ type outboxTx struct {
 	// streamsWritten counts the streamOrder entries flushed; a stream put
 	// again after a flush is appended again.
 	streamsWritten int
-	touched        map[string]laneRow
-	calls          int               // Enqueue and Requeue calls so far
-	goneConfigs    map[string]string // config id → project, disabled by a 410 in this transaction
+	// laneOps are the transaction's lane changes in order, applied when it
+	// has committed; touched are the lanes whose final state its callers
+	// get (lanesCommitted).
+	laneOps     []laneOp
+	touched     map[string]laneSnapshot
+	calls       int               // Enqueue and Requeue calls so far
+	goneConfigs map[string]string // config id → project, disabled by a 410 in this transaction
 }
 
 func (t *outboxTx) stmt(i int) *sql.Stmt {
@@ -270,9 +271,13 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 // disable disables a config inside the transaction (410 Gone) and forgets it
 // in the match cache, so that later events of this transaction skip it.
 func (t *outboxTx) disable(project, configID, reason string, now time.Time) error {
-	if err := disable(t.ctx, t.tx, project, configID, reason, now); err != nil && livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
-		return err
+	if err := disable(t.ctx, t.tx, project, configID, reason, now); err != nil {
+		if livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
+			return err
+		}
+		return nil
 	}
+	t.laneOps = append(t.laneOps, laneOp{kind: laneDropConfig, lane: configID})
 	t.db.configChanged()
 	return nil
 }
@@ -281,12 +286,10 @@ func (t *outboxTx) disable(project, configID, reason string, now time.Time) erro
 // A lane node does not hold (any more) is left alone.
 func (t *outboxTx) Defer(ctx context.Context, node, lane string, at time.Time) (livehooks.LaneState, error) {
 	// Rare (a destination's breaker opened): in order with what the
-	// transaction holds.
+	// transaction holds, whose lane changes the flush notes.
 	if err := t.flush(); err != nil {
 		return livehooks.LaneState{}, err
 	}
-	if _, err := t.stmt(stmtDeferLane).ExecContext(t.ctx, lane, node, micros(at)); err != nil {
-		return livehooks.LaneState{}, fmt.Errorf("sqlite: defer lane: %w", err)
-	}
+	t.laneOps = append(t.laneOps, laneOp{kind: laneDefer, lane: lane, node: node, at: micros(at)})
 	return livehooks.LaneState{Lane: lane, Open: false}, nil
 }

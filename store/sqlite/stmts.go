@@ -6,7 +6,6 @@ const (
 	stmtMatch = iota
 	stmtEventByUID
 	stmtConfigState
-	stmtDeferLane
 	stmtStream
 	numStmts
 )
@@ -27,30 +26,15 @@ var stmtSQL = [numStmts]string{
 
 	stmtConfigState: `SELECT project_id, disabled_reason FROM callbacks WHERE id = ?`,
 
-	stmtDeferLane: `UPDATE lanes SET owner = NULL, lease_until = 0, next_at = ?3 WHERE lane = ?1 AND owner = ?2`,
-
 	stmtStream: streamSQL,
 }
 
 // Queries run once per call. They are constants so that the tests can check
 // their plans (EXPLAIN QUERY PLAN) against the indexes.
 const (
-	claimLanesSQL = `WITH due (lane, next_at) AS (
-			SELECT lane, next_at FROM (SELECT lane, next_at FROM lanes
-				WHERE owner IS NULL AND next_at <= ?3 ORDER BY next_at LIMIT ?4)
-			UNION ALL
-			SELECT lane, next_at FROM (SELECT lane, next_at FROM lanes
-				WHERE owner IS NOT NULL AND lease_until < ?3 AND next_at <= ?3 ORDER BY lease_until LIMIT ?4)
-			ORDER BY next_at LIMIT ?4)
-		UPDATE lanes SET owner = ?1, lease_until = ?2 WHERE lane IN (SELECT lane FROM due)
-		RETURNING lane, config_id, next_at`
-
-	// Every leased lane is in lanes_leased (owner IS NOT NULL).
-	renewLeasesSQL = `UPDATE lanes INDEXED BY lanes_leased SET lease_until = ?1
-		WHERE owner IS NOT NULL AND lease_until >= 0 AND owner = ?2`
-
-	releaseLanesSQL = `UPDATE lanes INDEXED BY lanes_leased SET owner = NULL, lease_until = 0
-		WHERE owner IS NOT NULL AND lease_until >= 0 AND owner = ?`
+	// The lanes view (migration 0008) derives each lane from its pending
+	// deliveries.
+	loadLanesSQL = `SELECT lane, config_id, pending, next_at FROM lanes`
 
 	laneDeliveriesSQL = `SELECT ` + deliveryColumns + `, ` + eventColumns + `
 		FROM deliveries d INDEXED BY deliveries_lane JOIN events e ON e.pk = d.event_pk
@@ -60,23 +44,19 @@ const (
 	matchCallbackSQL = `SELECT ` + callbackColumns + ` FROM callbacks
 		WHERE project_id = ? AND publish_domain = ? AND app IN (?, '*') ORDER BY app = '*' LIMIT 1`
 
-	// The pending deliveries and the lanes of a config are a range of lane
-	// keys (see laneRange).
+	// The pending deliveries of a config are a range of lane keys (see
+	// laneRange).
 	deletePendingSQL = `DELETE FROM deliveries
 		WHERE lane >= ?1 AND lane < ?2 AND status = 'pending' AND config_id = ?3`
 
 	failPendingSQL = `UPDATE deliveries SET status = 'failed', last_error = ?4, updated_at = ?5
 		WHERE lane >= ?1 AND lane < ?2 AND status = 'pending' AND config_id = ?3`
 
-	deleteConfigLanesSQL = `DELETE FROM lanes WHERE lane >= ?1 AND lane < ?2 AND config_id = ?3`
-
 	findDeliverySQL = `SELECT ` + deliveryColumns + `, ` + eventColumns + `
 		FROM deliveries d JOIN events e ON e.pk = d.event_pk WHERE d.id = ? AND d.project_id = ?`
 
 	attemptsSQL = `SELECT n, at, status_code, latency_us, response, error
 		FROM attempts WHERE delivery_id = ? ORDER BY n`
-
-	pendingCountSQL = `SELECT COALESCE(SUM(pending), 0) FROM lanes`
 
 	// Final deliveries and unreferenced events up to a key (the retention
 	// cutoff's, see DB.cutoff), oldest first: the scan starts at the oldest

@@ -88,7 +88,8 @@ func (e *sqliteEndpoint) engine() string { return engineSQLite }
 
 func (e *sqliteEndpoint) schema(ctx context.Context) (Schema, error) {
 	s := Schema{Engine: engineSQLite, Tables: map[string][]Column{}}
-	rows, err := e.conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	// Views too: a table of the other engine may be a view here (Table.ViewIn).
+	rows, err := e.conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type IN ('table', 'view')`)
 	if err != nil {
 		return s, err
 	}
