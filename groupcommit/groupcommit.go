@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -255,6 +256,15 @@ func (c *Committer) Run(ctx context.Context) {
 			// taking in the batch: the writers that come meanwhile join it.
 			c.unsynced <- struct{}{}
 		}
+		// Let the goroutines that are ready to run go first: on a busy
+		// machine some of them are writers about to submit (an ingest
+		// handler that has parsed its request, the dispatcher with a
+		// result), and a transaction costs about the same however few
+		// writes it holds. With nothing else ready this returns at once.
+		// (Saturation bench, five interleaved pairs: 21 operations per
+		// transaction instead of 15.5, livehooks ÷ relay 0.50 against 0.47
+		// on average, p99 no higher.)
+		runtime.Gosched()
 		// Take whatever else is already waiting: while one transaction
 		// commits, the next batch builds up by itself.
 	fill:
