@@ -271,13 +271,12 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 // disable disables a config inside the transaction (410 Gone) and forgets it
 // in the match cache, so that later events of this transaction skip it.
 func (t *outboxTx) disable(project, configID, reason string, now time.Time) error {
-	if err := disable(t.ctx, t.tx, project, configID, reason, now); err != nil {
-		if livehooks.ErrorCode(err) != livehooks.ENOTFOUND {
-			return err
-		}
-		return nil
+	switch err := disable(t.ctx, t.tx, project, configID, reason, now); {
+	case err == nil:
+		t.laneOps = append(t.laneOps, laneOp{kind: laneDropConfig, lane: configID})
+	case livehooks.ErrorCode(err) != livehooks.ENOTFOUND:
+		return err
 	}
-	t.laneOps = append(t.laneOps, laneOp{kind: laneDropConfig, lane: configID})
 	t.db.configChanged()
 	return nil
 }
