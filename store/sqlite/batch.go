@@ -497,10 +497,10 @@ func (t *outboxTx) lanesCommitted() {
 		h.d.LanePending = row.pending - after[h.d.Lane]
 		call[h.d.Lane]++
 		_, gone := t.goneConfigs[h.d.ConfigID]
-		h.d.Due = row.exists && row.owner != "" && row.owner == h.node && row.nextAt <= h.nowUS && !gone
+		h.d.Due = row.exists && row.owned && row.owner == h.node && row.nextAt <= h.nowUS && !gone
 	}
 	for _, h := range t.allResults {
 		row := t.touched[h.state.Lane]
-		h.state.Open = row.exists && row.pending > 0 && row.owner != "" && row.owner == h.node
+		h.state.Open = row.exists && row.pending > 0 && row.owned && row.owner == h.node
 	}
 }

@@ -21,8 +21,9 @@ import (
 type memLane struct {
 	config     string
 	pending    int
-	nextAt     int64  // due at (Unix µs)
-	owner      string // the node holding the lease, "" when free
+	nextAt     int64 // due at (Unix µs)
+	owned      bool  // a node holds the lease: owner, until leaseUntil
+	owner      string
 	leaseUntil int64
 }
 
@@ -98,7 +99,7 @@ func (lt *laneTable) apply(ops []laneOp) {
 		case laneAdd:
 			l := lt.m[op.lane]
 			if l == nil {
-				l = &memLane{config: op.config, nextAt: op.at, owner: op.node, leaseUntil: op.until}
+				l = &memLane{config: op.config, nextAt: op.at, owned: true, owner: op.node, leaseUntil: op.until}
 				lt.m[op.lane] = l
 			}
 			l.pending += op.n
@@ -116,11 +117,11 @@ func (lt *laneTable) apply(ops []laneOp) {
 			}
 		case laneRetry:
 			if l := lt.m[op.lane]; l != nil {
-				l.nextAt, l.owner, l.leaseUntil = op.at, "", 0
+				l.nextAt, l.owned, l.owner, l.leaseUntil = op.at, false, "", 0
 			}
 		case laneDefer:
-			if l := lt.m[op.lane]; l != nil && l.owner != "" && l.owner == op.node {
-				l.nextAt, l.owner, l.leaseUntil = op.at, "", 0
+			if l := lt.m[op.lane]; l != nil && l.owned && l.owner == op.node {
+				l.nextAt, l.owned, l.owner, l.leaseUntil = op.at, false, "", 0
 			}
 		case laneDropConfig:
 			lo, hi := laneRange(op.lane)
@@ -154,7 +155,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	defer lt.mu.Unlock()
 	var got []due
 	for k, l := range lt.m {
-		if l.nextAt <= nowUS && (l.owner == "" || l.leaseUntil < nowUS) {
+		if l.nextAt <= nowUS && (!l.owned || l.leaseUntil < nowUS) {
 			got = append(got, due{k, l})
 		}
 	}
@@ -167,7 +168,7 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 	got = got[:min(len(got), max)]
 	out := make([]livehooks.Lane, len(got))
 	for i, g := range got {
-		g.l.owner, g.l.leaseUntil = node, until
+		g.l.owned, g.l.owner, g.l.leaseUntil = true, node, until
 		out[i] = livehooks.Lane{Key: g.key, ConfigID: g.l.config}
 	}
 	return out, nil
@@ -182,7 +183,7 @@ func (db *DB) RenewLeases(ctx context.Context, node string, until time.Time) err
 	db.lanes.mu.Lock()
 	defer db.lanes.mu.Unlock()
 	for _, l := range db.lanes.m {
-		if l.owner != "" && l.owner == node {
+		if l.owned && l.owner == node {
 			l.leaseUntil = u
 		}
 	}
@@ -198,8 +199,8 @@ func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
 	db.lanes.mu.Lock()
 	defer db.lanes.mu.Unlock()
 	for _, l := range db.lanes.m {
-		if l.owner != "" && l.owner == node {
-			l.owner, l.leaseUntil = "", 0
+		if l.owned && l.owner == node {
+			l.owned, l.owner, l.leaseUntil = false, "", 0
 		}
 	}
 	return nil
@@ -235,6 +236,7 @@ func (db *DB) LaneDeliveries(ctx context.Context, lane string, afterID int64, li
 // laneSnapshot is a lane's state as a transaction's callers see it.
 type laneSnapshot struct {
 	owner   string
+	owned   bool
 	nextAt  int64
 	pending int
 	exists  bool
@@ -244,7 +246,7 @@ type laneSnapshot struct {
 func (lt *laneTable) snapshot(keys map[string]laneSnapshot) {
 	for k := range keys {
 		if l := lt.m[k]; l != nil {
-			keys[k] = laneSnapshot{owner: l.owner, nextAt: l.nextAt, pending: l.pending, exists: true}
+			keys[k] = laneSnapshot{owner: l.owner, owned: l.owned, nextAt: l.nextAt, pending: l.pending, exists: true}
 		} else {
 			keys[k] = laneSnapshot{}
 		}

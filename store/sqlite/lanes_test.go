@@ -77,7 +77,7 @@ func TestLanesAfterReopen(t *testing.T) {
 		// What the store held in memory, less the lease, which went with
 		// the process.
 		b := before[k]
-		b.owner, b.leaseUntil = "", 0
+		b.owned, b.owner, b.leaseUntil = false, "", 0
 		if b != w {
 			t.Errorf("lane %s before the reopen: %+v, want %+v", k, b, w)
 		}
@@ -238,5 +238,31 @@ func TestLanesFollowTheDeliveries(t *testing.T) {
 	}
 	if n, err := db.PendingCount(ctx); err != nil || n != total {
 		t.Errorf("pending count %d (%v), the deliveries say %d", n, err, total)
+	}
+}
+
+// TestEmptyNodeIDOwnsItsLanes: a lane's lease is held or not whatever the
+// holder's id, the empty one included.
+func TestEmptyNodeIDOwnsItsLanes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{})
+	c := testConfig("p1", "live")
+	if err := db.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var ds []*livehooks.Delivery
+	err := db.Write(ctx, func(tx livehooks.OutboxTx) error {
+		var err error
+		ds, err = tx.Enqueue(ctx, "", now, []*livehooks.Event{{ProjectID: "p1", Type: livehooks.RecordFileComplete,
+			PublishDomain: c.PublishDomain, App: c.App, Stream: "s"}})
+		return err
+	})
+	if err != nil || len(ds) != 1 || !ds[0].Due {
+		t.Fatalf("enqueue by node \"\": %+v, %v; want one due delivery", ds, err)
+	}
+	if lanes, err := db.ClaimLanes(ctx, "other", now, time.Minute, 10); err != nil || len(lanes) != 0 {
+		t.Fatalf("another node claimed %v (%v) while node \"\" holds the lane", lanes, err)
 	}
 }
