@@ -227,7 +227,7 @@ func (db *DB) DeleteCallback(ctx context.Context, projectID, id string) error {
 func (db *DB) dropLanes(configID string) {
 	db.lanes.mu.Lock()
 	defer db.lanes.mu.Unlock()
-	db.lanes.apply([]laneOp{{kind: laneDropConfig, lane: configID}})
+	db.lanes.apply([]laneOp{{kind: laneDropConfig, config: configID}})
 }
 
 // MatchCallback returns the config of the exact app, else the `*` config of

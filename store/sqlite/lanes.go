@@ -84,7 +84,7 @@ const (
 // committed.
 type laneOp struct {
 	kind   laneOpKind
-	lane   string // the config id for laneDropConfig
+	lane   string
 	config string
 	node   string
 	n      int
@@ -124,9 +124,9 @@ func (lt *laneTable) apply(ops []laneOp) {
 				l.nextAt, l.owned, l.owner, l.leaseUntil = op.at, false, "", 0
 			}
 		case laneDropConfig:
-			lo, hi := laneRange(op.lane)
+			lo, hi := laneRange(op.config)
 			for k, l := range lt.m {
-				if k >= lo && k < hi && l.config == op.lane {
+				if k >= lo && k < hi && l.config == op.config {
 					lt.pending -= int64(l.pending)
 					delete(lt.m, k)
 				}

@@ -273,7 +273,7 @@ func (t *outboxTx) Record(ctx context.Context, node string, now time.Time, resul
 func (t *outboxTx) disable(project, configID, reason string, now time.Time) error {
 	switch err := disable(t.ctx, t.tx, project, configID, reason, now); {
 	case err == nil:
-		t.laneOps = append(t.laneOps, laneOp{kind: laneDropConfig, lane: configID})
+		t.laneOps = append(t.laneOps, laneOp{kind: laneDropConfig, config: configID})
 	case livehooks.ErrorCode(err) != livehooks.ENOTFOUND:
 		return err
 	}
