@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/livehooks/livehooks"
@@ -421,11 +420,12 @@ func (t *outboxTx) recordRound(round []*heldResult) error {
 	if err := t.execRows("insert-attempts", attempts, nil); err != nil {
 		return fmt.Errorf("sqlite: record attempt: %w", err)
 	}
-	for _, k := range sortedKeys(finals) {
-		t.laneOps = append(t.laneOps, laneOp{kind: laneSettle, lane: k, n: finals[k]})
+	// Ops on different lanes commute: map order will do.
+	for k, n := range finals {
+		t.laneOps = append(t.laneOps, laneOp{kind: laneSettle, lane: k, n: n})
 	}
-	for _, k := range sortedKeys(retries) {
-		t.laneOps = append(t.laneOps, laneOp{kind: laneRetry, lane: k, at: retries[k]})
+	for k, at := range retries {
+		t.laneOps = append(t.laneOps, laneOp{kind: laneRetry, lane: k, at: at})
 	}
 	for _, h := range gone {
 		s := done[h.r.Delivery.ID]
@@ -452,21 +452,12 @@ func finishDeliveriesSQL(n int) string {
 		RETURNING deliveries.id, deliveries.attempts, deliveries.lane, deliveries.project_id, deliveries.config_id`
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // touch notes a lane whose final state lanesCommitted reads.
 func (t *outboxTx) touch(lane string) {
 	if t.touched == nil {
-		t.touched = map[string]laneSnapshot{}
+		t.touched = map[string]memLane{}
 	}
-	t.touched[lane] = laneSnapshot{}
+	t.touched[lane] = memLane{}
 }
 
 // lanesCommitted runs once the transaction has committed, before the next
@@ -497,10 +488,10 @@ func (t *outboxTx) lanesCommitted() {
 		h.d.LanePending = row.pending - after[h.d.Lane]
 		call[h.d.Lane]++
 		_, gone := t.goneConfigs[h.d.ConfigID]
-		h.d.Due = row.exists && row.owned && row.owner == h.node && row.nextAt <= h.nowUS && !gone
+		h.d.Due = row.pending > 0 && row.owned && row.owner == h.node && row.nextAt <= h.nowUS && !gone
 	}
 	for _, h := range t.allResults {
 		row := t.touched[h.state.Lane]
-		h.state.Open = row.exists && row.pending > 0 && row.owned && row.owner == h.node
+		h.state.Open = row.pending > 0 && row.owned && row.owner == h.node
 	}
 }

@@ -27,7 +27,13 @@ type memLane struct {
 	leaseUntil int64
 }
 
-// laneTable is the store's lanes.
+// free ends the lane's lease and makes it due at at.
+func (l *memLane) free(at int64) {
+	l.nextAt, l.owned, l.owner, l.leaseUntil = at, false, "", 0
+}
+
+// laneTable is the store's lanes. A lane in it has pending deliveries: its
+// zero value is a lane that does not exist.
 type laneTable struct {
 	mu      sync.Mutex
 	m       map[string]*memLane
@@ -117,16 +123,15 @@ func (lt *laneTable) apply(ops []laneOp) {
 			}
 		case laneRetry:
 			if l := lt.m[op.lane]; l != nil {
-				l.nextAt, l.owned, l.owner, l.leaseUntil = op.at, false, "", 0
+				l.free(op.at)
 			}
 		case laneDefer:
 			if l := lt.m[op.lane]; l != nil && l.owned && l.owner == op.node {
-				l.nextAt, l.owned, l.owner, l.leaseUntil = op.at, false, "", 0
+				l.free(op.at)
 			}
 		case laneDropConfig:
-			lo, hi := laneRange(op.config)
 			for k, l := range lt.m {
-				if k >= lo && k < hi && l.config == op.config {
+				if l.config == op.config {
 					lt.pending -= int64(l.pending)
 					delete(lt.m, k)
 				}
@@ -200,7 +205,7 @@ func (db *DB) ReleaseLanes(ctx context.Context, node string) error {
 	defer db.lanes.mu.Unlock()
 	for _, l := range db.lanes.m {
 		if l.owned && l.owner == node {
-			l.owned, l.owner, l.leaseUntil = false, "", 0
+			l.free(l.nextAt)
 		}
 	}
 	return nil
@@ -233,22 +238,13 @@ func (db *DB) LaneDeliveries(ctx context.Context, lane string, afterID int64, li
 	return ds, nil
 }
 
-// laneSnapshot is a lane's state as a transaction's callers see it.
-type laneSnapshot struct {
-	owner   string
-	owned   bool
-	nextAt  int64
-	pending int
-	exists  bool
-}
-
 // snapshot returns the states of keys; the caller holds lt.mu.
-func (lt *laneTable) snapshot(keys map[string]laneSnapshot) {
+func (lt *laneTable) snapshot(keys map[string]memLane) {
 	for k := range keys {
 		if l := lt.m[k]; l != nil {
-			keys[k] = laneSnapshot{owner: l.owner, owned: l.owned, nextAt: l.nextAt, pending: l.pending, exists: true}
+			keys[k] = *l
 		} else {
-			keys[k] = laneSnapshot{}
+			keys[k] = memLane{}
 		}
 	}
 }

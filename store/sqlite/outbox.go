@@ -96,7 +96,7 @@ type outboxTx struct {
 	// has committed; touched are the lanes whose final state its callers
 	// get (lanesCommitted).
 	laneOps     []laneOp
-	touched     map[string]laneSnapshot
+	touched     map[string]memLane
 	calls       int               // Enqueue and Requeue calls so far
 	goneConfigs map[string]string // config id → project, disabled by a 410 in this transaction
 }
