@@ -863,8 +863,18 @@ func TestMultiNodeHeartbeatLapse(t *testing.T) {
 	for seq := range 3 {
 		round(seq)
 	}
-	waitUntil(t, "attempts of both nodes in flight", 20*time.Second, func() bool {
-		return rcv.heldBy("node-a") > 0 && rcv.heldBy("node-b") > 0
+	// Every lane's first attempt must be held before A is muted: one that
+	// is still on its way would reach the receiver after the mute, and B's
+	// attempts on its own lanes are not a takeover. Each lane has one
+	// attempt in flight, so the count stops at a lane per stream (fewer only
+	// if a node's per-destination limit caps it: then it stops growing).
+	var held, heldSince = 0, time.Now()
+	waitUntil(t, "the first attempt of every lane in flight", 20*time.Second, func() bool {
+		a, b := rcv.heldBy("node-a"), rcv.heldBy("node-b")
+		if a+b != held {
+			held, heldSince = a+b, time.Now()
+		}
+		return a > 0 && b > 0 && (held == streams || time.Since(heldSince) > time.Second)
 	})
 	mutedAt := time.Now()
 	a.store.mute.Store(true)
