@@ -297,8 +297,9 @@ func TestClosedAfterRun(t *testing.T) {
 
 // rerunStore runs fn twice, as PostgreSQL does after a lock conflict: in the
 // first, rolled-back run every Enqueue fails with a domain error; the second
-// run is the one that commits.
-type rerunStore struct{ *sqlite.DB }
+// run is the one that commits. It holds the SQLite store as an Outbox, so
+// that the committer does not see WriteDeferSync and calls Write.
+type rerunStore struct{ livehooks.Outbox }
 
 type failingTx struct{ livehooks.OutboxTx }
 
@@ -309,11 +310,11 @@ func (failingTx) Enqueue(context.Context, string, time.Time, []*livehooks.Event)
 var errRollback = errors.New("roll back the first run")
 
 func (s rerunStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) error) error {
-	_ = s.DB.Write(ctx, func(tx livehooks.OutboxTx) error {
+	_ = s.Outbox.Write(ctx, func(tx livehooks.OutboxTx) error {
 		_ = fn(failingTx{tx})
 		return errRollback
 	})
-	return s.DB.Write(ctx, fn)
+	return s.Outbox.Write(ctx, fn)
 }
 
 // TestRerunKeepsOnlyTheLastOutcome: a caller whose operation failed in a
