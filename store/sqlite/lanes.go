@@ -3,11 +3,11 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/livehooks/livehooks"
+	"github.com/livehooks/livehooks/store/storerow"
 )
 
 // Lanes live in memory (migration 0008): one process opens a store's file,
@@ -151,30 +151,20 @@ func (db *DB) ClaimLanes(ctx context.Context, node string, now time.Time, lease 
 		return nil, fmt.Errorf("sqlite: claim lanes: %w", err)
 	}
 	nowUS, until := micros(now), micros(now.Add(lease))
-	type due struct {
-		key string
-		l   *memLane
-	}
 	lt := &db.lanes
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
-	var got []due
+	var got []storerow.Claimed
 	for k, l := range lt.m {
 		if l.nextAt <= nowUS && (!l.owned || l.leaseUntil < nowUS) {
-			got = append(got, due{k, l})
+			got = append(got, storerow.Claimed{Lane: livehooks.Lane{Key: k, ConfigID: l.config}, NextAt: fromMicros(l.nextAt)})
 		}
 	}
-	sort.Slice(got, func(i, j int) bool {
-		if got[i].l.nextAt != got[j].l.nextAt {
-			return got[i].l.nextAt < got[j].l.nextAt
-		}
-		return got[i].key < got[j].key
-	})
-	got = got[:min(len(got), max)]
-	out := make([]livehooks.Lane, len(got))
-	for i, g := range got {
-		g.l.owned, g.l.owner, g.l.leaseUntil = true, node, until
-		out[i] = livehooks.Lane{Key: g.key, ConfigID: g.l.config}
+	out := storerow.ClaimOrder(got)
+	out = out[:min(len(out), max)]
+	for _, c := range out {
+		l := lt.m[c.Key]
+		l.owned, l.owner, l.leaseUntil = true, node, until
 	}
 	return out, nil
 }
