@@ -44,8 +44,18 @@ type Options struct {
 	// LazyDelay is how long a lazy write (RecordLazily) may wait for
 	// another write to share its transaction (default 5 ms).
 	LazyDelay time.Duration
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics
+	// CommitDelay is how long a transaction that would start with fewer
+	// than CommitFill writes waits for more (0: it starts at once). Under
+	// load the writes that queue while a transaction commits fill the next
+	// one and nothing waits; at a moderate rate each transaction would hold
+	// one or two writes, and a transaction's cost is mostly fixed (its WAL
+	// frames or round trip and fsync, the server's work per statement).
+	CommitDelay time.Duration
+	// CommitFill is the batch size that ends the CommitDelay wait
+	// (default 8 writes).
+	CommitFill int
+	Logger     *slog.Logger
+	Metrics    *metrics.Metrics
 }
 
 type opKind int
@@ -123,6 +133,9 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 	}
 	if opts.LazyDelay <= 0 {
 		opts.LazyDelay = 5 * time.Millisecond
+	}
+	if opts.CommitFill <= 0 {
+		opts.CommitFill = 8
 	}
 	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), lazy: make(chan *op, 4096),
 		stopped: make(chan struct{}), finished: make(chan struct{})}
@@ -286,6 +299,25 @@ func (c *Committer) Run(ctx context.Context) {
 			default:
 				break fill
 			}
+		}
+		if c.opts.CommitDelay > 0 && !first.lazy && len(batch) < c.opts.CommitFill {
+			// Few writers: wait a little for more to share the
+			// transaction. (A lazy first write has waited already.)
+			wait.Reset(c.opts.CommitDelay)
+		gather:
+			for len(batch) < c.opts.CommitFill {
+				select {
+				case o := <-c.ops:
+					batch = append(batch, o)
+				case o := <-c.lazy:
+					batch = append(batch, o)
+				case <-wait.C:
+					break gather
+				case <-ctx.Done(): // commit what was taken; the next turn stops
+					break gather
+				}
+			}
+			wait.Stop()
 		}
 		c.commit(batch)
 	}

@@ -431,3 +431,53 @@ func TestBatchGrowsWhileTheDiskSyncs(t *testing.T) {
 		t.Fatalf("%d transactions for a, b and then c, d, e: want 3", n)
 	}
 }
+
+// TestFewWritersWaitForMore: with CommitDelay, a transaction that would
+// start with fewer than CommitFill writes waits for more, up to the delay,
+// and starts as soon as it has CommitFill.
+func TestFewWritersWaitForMore(t *testing.T) {
+	const delay = time.Second // far above any scheduling delay
+	store, gc, _ := setup(t, nil, func(o *groupcommit.Options) { o.CommitDelay, o.CommitFill = delay, 3 })
+	ctx := context.Background()
+
+	// Alone: it waits the whole delay, then commits by itself.
+	start := time.Now()
+	if _, err := gc.Enqueue(ctx, []*livehooks.Event{ev("a")}); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < delay || waited > 10*delay {
+		t.Errorf("a lone write committed after %v, want the %v delay", waited, delay)
+	}
+	if n := store.writes.Load(); n != 1 {
+		t.Errorf("%d transactions for one write", n)
+	}
+
+	// Three writers within the delay: one transaction, started by the
+	// third rather than by the end of the delay.
+	before := store.writes.Load()
+	start = time.Now()
+	answers := make(chan error, 3)
+	for i, s := range []string{"b", "c", "d"} {
+		if i > 0 {
+			time.Sleep(delay / 10)
+		}
+		go func() {
+			_, err := gc.Enqueue(ctx, []*livehooks.Event{ev(s)})
+			answers <- err
+		}()
+	}
+	for range 3 {
+		if err := <-answers; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if waited := time.Since(start); waited >= delay {
+		t.Errorf("three writers with CommitFill 3 waited %v: the batch did not start when full", waited)
+	}
+	if n := store.writes.Load() - before; n != 1 {
+		t.Errorf("three writers within the delay took %d transactions, want 1", n)
+	}
+	if pending, _ := store.PendingCount(ctx); pending != 4 {
+		t.Errorf("pending %d, want 4", pending)
+	}
+}

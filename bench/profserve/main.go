@@ -76,6 +76,7 @@ func run(ctx context.Context) error {
 		listen, dataDir, logLevel, synchronous, databaseURL string
 		tokens, cidrs                                       stringList
 		requestTimeout, connectTimeout, pollInterval        time.Duration
+		commitDelay                                         time.Duration
 		retryWindow                                         time.Duration
 		perDestination                                      int
 	)
@@ -90,6 +91,7 @@ func run(ctx context.Context) error {
 	fs.DurationVar(&requestTimeout, "request-timeout", 10*time.Second, "")
 	fs.DurationVar(&connectTimeout, "connect-timeout", 5*time.Second, "")
 	fs.DurationVar(&pollInterval, "poll-interval", time.Second, "")
+	fs.DurationVar(&commitDelay, "commit-delay", 2*time.Millisecond, "")
 	fs.DurationVar(&retryWindow, "retry-window", 24*time.Hour, "")
 	fs.IntVar(&perDestination, "per-destination", 16, "")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -183,7 +185,7 @@ func run(ctx context.Context) error {
 	}
 	feed := livefeed.New(livefeed.Options{Configs: store})
 	committer := groupcommit.New(outbox, groupcommit.Options{
-		Node: node, Logger: logger, Metrics: m, Observe: true,
+		Node: node, Logger: logger, Metrics: m, Observe: true, CommitDelay: commitDelay,
 		OnCommit: func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
 	})
 	dispatcher = delivery.New(delivery.Options{

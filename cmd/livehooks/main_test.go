@@ -116,7 +116,7 @@ func TestHelpListsFlagsAndEnv(t *testing.T) {
 		if args[0] == "serve" {
 			for _, want := range []string{"--listen", "LIVEHOOKS_LISTEN", "--data-dir", "LIVEHOOKS_DATA_DIR", "--access-key", "LIVEHOOKS_ACCESS_KEYS",
 				"--token", "LIVEHOOKS_TOKENS", "--allow-callback-cidr", "--record-dir", "--ingest-secret", "--database-url", "--dev",
-				"--public-url", "LIVEHOOKS_PUBLIC_URL", "--served-recordings-max-bytes", "LIVEHOOKS_SERVED_RECORDINGS_MAX_BYTES"} {
+				"--public-url", "LIVEHOOKS_PUBLIC_URL", "--commit-delay", "LIVEHOOKS_COMMIT_DELAY", "--served-recordings-max-bytes", "LIVEHOOKS_SERVED_RECORDINGS_MAX_BYTES"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("serve --help lacks %s", want)
 				}
@@ -132,6 +132,8 @@ func TestBadFlagsFail(t *testing.T) {
 		{"serve", "--log-format", "xml", "--data-dir", t.TempDir()},
 		{"serve", "--public-url", "ftp://example.com", "--dev", "--data-dir", t.TempDir()},
 		{"serve", "--served-recordings-max-bytes", "lots", "--dev", "--data-dir", t.TempDir()},
+		{"serve", "--commit-delay", "-1ms", "--dev", "--data-dir", t.TempDir()},
+		{"serve", "--commit-delay", "2s", "--dev", "--data-dir", t.TempDir()},
 		{"listen", "--sign-type", "SHA1"},
 	} {
 		var out bytes.Buffer
