@@ -52,7 +52,7 @@ type Options struct {
 	// frames or round trip and fsync, the server's work per statement).
 	CommitDelay time.Duration
 	// CommitFill is the batch size that ends the CommitDelay wait
-	// (default 8 writes).
+	// (default 8 writes, at most MaxBatch).
 	CommitFill int
 	Logger     *slog.Logger
 	Metrics    *metrics.Metrics
@@ -137,6 +137,7 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 	if opts.CommitFill <= 0 {
 		opts.CommitFill = 8
 	}
+	opts.CommitFill = min(opts.CommitFill, opts.MaxBatch)
 	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), lazy: make(chan *op, 4096),
 		stopped: make(chan struct{}), finished: make(chan struct{})}
 }
