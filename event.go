@@ -1,7 +1,6 @@
 package livehooks
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -84,26 +83,31 @@ type Signature struct {
 // names for e's type, in the seed's order, integers as numbers, times in UTC.
 // sig is nil when the config has no key.
 func (e *Event) Message(sig *Signature) []byte {
-	var b bytes.Buffer
-	b.Grow(512)
-	b.WriteByte('{')
-	first := true
+	b := make([]byte, 0, 512)
+	b = append(b, '{')
 	str := func(name, v string) {
-		if !first {
-			b.WriteByte(',')
+		if len(b) > 1 {
+			b = append(b, ',')
 		}
-		first = false
-		b.WriteByte('"')
-		b.WriteString(name)
-		b.WriteString(`":`)
-		enc, _ := json.Marshal(v) // strings always marshal
-		b.Write(enc)
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+		b = appendJSONString(b, v)
 	}
 	num := func(name string, v int64) {
-		b.WriteString(`,"`)
-		b.WriteString(name)
-		b.WriteString(`":`)
-		b.WriteString(strconv.FormatInt(v, 10))
+		b = append(b, `,"`...)
+		b = append(b, name...)
+		b = append(b, `":`...)
+		b = strconv.AppendInt(b, v, 10)
+	}
+	tm := func(name string, t time.Time) {
+		b = append(b, `,"`...)
+		b = append(b, name...)
+		b = append(b, `":"`...)
+		if !t.IsZero() {
+			b = AppendTime(b, t)
+		}
+		b = append(b, '"')
 	}
 	str("project_id", e.ProjectID)
 	if e.Type.HasJob() {
@@ -122,8 +126,8 @@ func (e *Event) Message(sig *Signature) []byte {
 		str("asset_id", e.AssetID)
 		num("file_size", e.FileSize)
 		num("record_duration", e.RecordDuration)
-		str("start_time", formatOptionalTime(e.StartTime))
-		str("end_time", formatOptionalTime(e.EndTime))
+		tm("start_time", e.StartTime)
+		tm("end_time", e.EndTime)
 		num("width", int64(e.Width))
 		num("height", int64(e.Height))
 	}
@@ -137,15 +141,23 @@ func (e *Event) Message(sig *Signature) []byte {
 	if e.Type == RecordFailed {
 		str("error_message", e.ErrorMessage)
 	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return append(b, '}')
 }
 
-func formatOptionalTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
+// appendJSONString appends s as a JSON string, byte for byte as json.Marshal
+// writes it (with <, > and & escaped): a string of printable ASCII that needs
+// no escape, as nearly every field of a callback is, is copied between
+// quotes; any other goes through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			enc, _ := json.Marshal(s) // strings always marshal
+			return append(b, enc...)
+		}
 	}
-	return FormatTime(t)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // NewEventID returns an event id: 32 lowercase hex digits, the first 12 the
