@@ -119,3 +119,12 @@ func TestMatches(t *testing.T) {
 		t.Fatal("exact matching")
 	}
 }
+
+func BenchmarkMessage(b *testing.B) {
+	e := sampleEvent(livehooks.RecordFileComplete)
+	sig := &livehooks.Signature{AuthSign: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", AuthTimestamp: 1583676745}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Message(sig)
+	}
+}
