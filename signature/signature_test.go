@@ -239,3 +239,12 @@ func TestVerifyBody(t *testing.T) {
 		t.Errorf("VerifyBody(RSA) = %v, want ErrUnknownSignType", err)
 	}
 }
+
+func BenchmarkSignHMACSHA256(b *testing.B) {
+	f := signature.Fields{EventType: "RECORD_FILE_COMPLETE", PublishDomain: "push.example.com", App: "live",
+		Stream: "cam1", DownloadURL: "https://cdn.example.com/live/cam1.flv"}
+	b.ReportAllocs()
+	for b.Loop() {
+		signature.Sign(signature.HMACSHA256, testKey, 1583676745, f)
+	}
+}
