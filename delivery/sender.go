@@ -152,13 +152,18 @@ func (s *Sender) Request(r livehooks.SendRequest, now time.Time) (http.Header, [
 		}
 	}
 	body := r.Event.Message(sig)
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", s.ua)
-	h.Set("webhook-id", r.WebhookID)
-	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	// The keys are written in their canonical form, with the values in one
+	// backing array: Header.Set would canonicalise each key and allocate each
+	// value's slice, on every attempt.
+	vals := [...]string{"application/json", s.ua, r.WebhookID, strconv.FormatInt(now.Unix(), 10), ""}
+	h := make(http.Header, len(vals))
+	h["Content-Type"] = vals[0:1:1]
+	h["User-Agent"] = vals[1:2:2]
+	h["Webhook-Id"] = vals[2:3:3]
+	h["Webhook-Timestamp"] = vals[3:4:4]
 	if r.Key != "" {
-		h.Set("webhook-signature", signature.WebhookSignature(r.Key, r.WebhookID, now.Unix(), body))
+		vals[4] = signature.WebhookSignature(r.Key, r.WebhookID, now.Unix(), body)
+		h["Webhook-Signature"] = vals[4:5:5]
 	}
 	return h, body
 }
