@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +55,15 @@ type Options struct {
 	// CommitFill is the batch size that ends the CommitDelay wait
 	// (default 8 writes, at most MaxBatch).
 	CommitFill int
+	// Concurrent is how many transactions may be in flight at once
+	// (default 1). With more, a batch starts while others are still
+	// committing, made of writes that touch none of their streams; a write
+	// of a stream in flight waits for that transaction, and the writes of a
+	// stream keep their order. It is for a store far from its database (a
+	// server across a network), where a transaction's round trip is most of
+	// its time: a writer then waits for its own transaction only, not also
+	// for the one ahead of it. A DeferredSyncer store runs one.
+	Concurrent int
 	Logger     *slog.Logger
 	Metrics    *metrics.Metrics
 }
@@ -69,8 +79,13 @@ const (
 )
 
 type op struct {
-	kind       opKind
-	lazy       bool // may wait LazyDelay for a transaction to join
+	kind opKind
+	lazy bool // may wait LazyDelay for a transaction to join
+	// streams are the stream names the write touches (its lanes are
+	// (config, stream)); any: it may touch every stream (an Apply that
+	// names none).
+	streams    []string
+	any        bool
 	events     []*livehooks.Event
 	deliveries []*livehooks.Delivery
 	results    []livehooks.Result
@@ -105,6 +120,22 @@ type Committer struct {
 	syncs chan committed
 	// unsynced holds a token per transaction written and not yet synced.
 	unsynced chan struct{}
+
+	// With Options.Concurrent > 1: the transactions in flight, and their
+	// answers one at a time (OnCommit is never called concurrently).
+	flight   inFlight
+	landed   chan struct{} // a transaction in flight finished (capacity 1)
+	running  sync.WaitGroup
+	finishMu sync.Mutex
+	trips    int // round trips counted up to the last finish (concurrent: see finish)
+}
+
+// inFlight is what the transactions in flight touch.
+type inFlight struct {
+	mu      sync.Mutex
+	n       int            // transactions in flight
+	any     int            // of them, those that may touch any stream
+	streams map[string]int // the streams they touch, with how many touch each
 }
 
 // DeferredSyncer is implemented by stores that can commit a transaction
@@ -138,8 +169,16 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 		opts.CommitFill = 8
 	}
 	opts.CommitFill = min(opts.CommitFill, opts.MaxBatch)
-	return &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), lazy: make(chan *op, 4096),
+	if _, ok := outbox.(DeferredSyncer); ok || opts.Concurrent < 1 {
+		opts.Concurrent = 1
+	}
+	c := &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), lazy: make(chan *op, 4096),
 		stopped: make(chan struct{}), finished: make(chan struct{})}
+	if opts.Concurrent > 1 {
+		c.landed = make(chan struct{}, 1)
+		c.flight.streams = map[string]int{}
+	}
+	return c
 }
 
 // ErrClosed is returned for writes submitted after Run returned.
@@ -180,19 +219,23 @@ func (c *Committer) submit(ctx context.Context, o *op) (Effect, error) {
 // Enqueue stores events and their deliveries durably and returns the
 // deliveries this node should dispatch now.
 func (c *Committer) Enqueue(ctx context.Context, events []*livehooks.Event) ([]*livehooks.Delivery, error) {
-	eff, err := c.submit(ctx, &op{kind: opEnqueue, events: events})
+	streams := make([]string, len(events))
+	for i, e := range events {
+		streams[i] = e.Stream
+	}
+	eff, err := c.submit(ctx, &op{kind: opEnqueue, events: events, streams: streams})
 	return eff.Enqueued, err
 }
 
 // Requeue adds new deliveries copying ds (manual retry, replay).
 func (c *Committer) Requeue(ctx context.Context, ds []*livehooks.Delivery) ([]*livehooks.Delivery, error) {
-	eff, err := c.submit(ctx, &op{kind: opRequeue, deliveries: ds})
+	eff, err := c.submit(ctx, &op{kind: opRequeue, deliveries: ds, streams: deliveryStreams(ds)})
 	return eff.Enqueued, err
 }
 
 // Record stores attempt results.
 func (c *Committer) Record(ctx context.Context, results []livehooks.Result) ([]livehooks.LaneState, error) {
-	eff, err := c.submit(ctx, &op{kind: opRecord, results: results})
+	eff, err := c.submit(ctx, &op{kind: opRecord, results: results, streams: resultStreams(results)})
 	return eff.Lanes, err
 }
 
@@ -204,23 +247,42 @@ func (c *Committer) Record(ctx context.Context, results []livehooks.Result) ([]l
 // another write waiting and nothing waits. For results that nothing waits
 // for (the dispatcher's successes with nothing else queued in their lane).
 func (c *Committer) RecordLazily(ctx context.Context, results []livehooks.Result) ([]livehooks.LaneState, error) {
-	eff, err := c.submit(ctx, &op{kind: opRecord, results: results, lazy: true})
+	eff, err := c.submit(ctx, &op{kind: opRecord, results: results, lazy: true, streams: resultStreams(results)})
 	return eff.Lanes, err
 }
 
 // Defer releases a lane until t without an attempt.
 func (c *Committer) Defer(ctx context.Context, lane string, until time.Time) error {
-	_, err := c.submit(ctx, &op{kind: opDefer, lane: lane, until: until})
+	_, stream, _ := strings.Cut(lane, "/") // livehooks.LaneKey
+	_, err := c.submit(ctx, &op{kind: opDefer, lane: lane, until: until, streams: []string{stream}})
 	return err
+}
+
+func deliveryStreams(ds []*livehooks.Delivery) []string {
+	streams := make([]string, len(ds))
+	for i, d := range ds {
+		streams[i] = d.Stream
+	}
+	return streams
+}
+
+func resultStreams(results []livehooks.Result) []string {
+	streams := make([]string, len(results))
+	for i, r := range results {
+		streams[i] = r.Delivery.Stream
+	}
+	return streams
 }
 
 // Node returns the node id the committer writes as.
 func (c *Committer) Node() string { return c.opts.Node }
 
 // Apply runs fn in a batched transaction: a state change and the events it
-// produces commit together (the recording state machine uses it).
-func (c *Committer) Apply(ctx context.Context, fn ApplyFunc) error {
-	_, err := c.submit(ctx, &op{kind: opApply, apply: fn})
+// produces commit together (the recording state machine uses it). streams
+// are the names of the streams fn touches; with none, fn may touch any, and
+// its transaction runs alone.
+func (c *Committer) Apply(ctx context.Context, streams []string, fn ApplyFunc) error {
+	_, err := c.submit(ctx, &op{kind: opApply, apply: fn, streams: streams, any: len(streams) == 0})
 	return err
 }
 
@@ -238,28 +300,46 @@ func (c *Committer) Run(ctx context.Context) {
 			<-synced
 		}()
 	}
+	c.trips = c.roundTrips()
 	batch := make([]*op, 0, c.opts.MaxBatch)
+	// held are writes taken from the queues that wait for a transaction in
+	// flight (Options.Concurrent): one of their streams is in it, or in a
+	// write held before them.
+	var held []*op
 	wait := time.NewTimer(c.opts.LazyDelay)
 	wait.Stop()
 	for {
-		var first *op
-		select {
-		case first = <-c.ops:
-		case first = <-c.lazy:
-		case <-ctx.Done():
-			c.once.Do(func() { close(c.stopped) })
-			drain(c.ops)
-			drain(c.lazy)
+		if !c.awaitSlot(ctx) {
+			c.stop(held)
 			return
 		}
-		batch = append(batch[:0], first)
-		if first.lazy {
+		batch, held = c.admitHeld(batch[:0], held)
+		var first *op
+		if len(batch) > 0 {
+			first = batch[0]
+		} else {
+			select {
+			case first = <-c.ops:
+			case first = <-c.lazy:
+			case <-c.landed:
+				continue // held writes may go now
+			case <-ctx.Done():
+				c.stop(held)
+				return
+			}
+			if !c.admit(first, held) {
+				held = append(held, first)
+				continue
+			}
+			batch = append(batch, first)
+		}
+		if first.lazy && len(batch) == 1 {
 			// Nothing eager is waiting: give one a little time to come and
 			// carry this write.
 			wait.Reset(c.opts.LazyDelay)
 			select {
 			case o := <-c.ops:
-				batch = append(batch, o)
+				batch, held = c.take(batch, held, o)
 			case <-wait.C:
 			case <-ctx.Done(): // commit what was taken; the next turn stops
 			}
@@ -294,9 +374,9 @@ func (c *Committer) Run(ctx context.Context) {
 		for len(batch) < c.opts.MaxBatch {
 			select {
 			case o := <-c.ops:
-				batch = append(batch, o)
+				batch, held = c.take(batch, held, o)
 			case o := <-c.lazy:
-				batch = append(batch, o)
+				batch, held = c.take(batch, held, o)
 			default:
 				break fill
 			}
@@ -309,9 +389,9 @@ func (c *Committer) Run(ctx context.Context) {
 			for len(batch) < c.opts.CommitFill {
 				select {
 				case o := <-c.ops:
-					batch = append(batch, o)
+					batch, held = c.take(batch, held, o)
 				case o := <-c.lazy:
-					batch = append(batch, o)
+					batch, held = c.take(batch, held, o)
 				case <-wait.C:
 					break gather
 				case <-ctx.Done(): // commit what was taken; the next turn stops
@@ -320,8 +400,149 @@ func (c *Committer) Run(ctx context.Context) {
 			}
 			wait.Stop()
 		}
-		c.commit(batch)
+		c.launch(batch)
 	}
+}
+
+// awaitSlot waits until fewer than Options.Concurrent transactions are in
+// flight; false when ctx ended first.
+func (c *Committer) awaitSlot(ctx context.Context) bool {
+	for c.opts.Concurrent > 1 {
+		c.flight.mu.Lock()
+		n := c.flight.n
+		c.flight.mu.Unlock()
+		if n < c.opts.Concurrent {
+			return true
+		}
+		select {
+		case <-c.landed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// admit reports whether o may join the batch being built: with one
+// transaction at a time, always; else when no transaction in flight
+// touches its streams and no write held before it does.
+func (c *Committer) admit(o *op, held []*op) bool {
+	if c.opts.Concurrent <= 1 {
+		return true
+	}
+	if o.any {
+		return len(held) == 0 && c.idle()
+	}
+	for _, h := range held {
+		if h.any || overlap(h.streams, o.streams) {
+			return false
+		}
+	}
+	c.flight.mu.Lock()
+	defer c.flight.mu.Unlock()
+	if c.flight.any > 0 {
+		return false
+	}
+	for _, s := range o.streams {
+		if c.flight.streams[s] > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// take adds o to the batch if it may join it, else holds it.
+func (c *Committer) take(batch, held []*op, o *op) ([]*op, []*op) {
+	if c.admit(o, held) {
+		return append(batch, o), held
+	}
+	return batch, append(held, o)
+}
+
+// admitHeld moves the held writes that may go now to batch, in order.
+func (c *Committer) admitHeld(batch, held []*op) ([]*op, []*op) {
+	if len(held) == 0 {
+		return batch, held
+	}
+	var still []*op
+	for _, o := range held {
+		if c.admit(o, still) {
+			batch = append(batch, o)
+		} else {
+			still = append(still, o)
+		}
+	}
+	return batch, still
+}
+
+func (c *Committer) idle() bool {
+	c.flight.mu.Lock()
+	defer c.flight.mu.Unlock()
+	return c.flight.n == 0
+}
+
+func overlap(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// launch commits batch: in this goroutine with one transaction at a time,
+// else in its own, its streams marked in flight until its writers have
+// their answers.
+func (c *Committer) launch(batch []*op) {
+	if c.opts.Concurrent <= 1 {
+		c.commit(batch)
+		return
+	}
+	ops := append([]*op(nil), batch...)
+	c.mark(ops, 1)
+	c.running.Add(1)
+	go func() {
+		defer c.running.Done()
+		c.commit(ops)
+		c.mark(ops, -1)
+		select {
+		case c.landed <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// mark adds (d = 1) or removes (d = -1) a transaction's streams in flight.
+func (c *Committer) mark(ops []*op, d int) {
+	c.flight.mu.Lock()
+	defer c.flight.mu.Unlock()
+	c.flight.n += d
+	for _, o := range ops {
+		if o.any {
+			c.flight.any += d
+		}
+		for _, s := range o.streams {
+			if c.flight.streams[s] += d; c.flight.streams[s] == 0 {
+				delete(c.flight.streams, s)
+			}
+		}
+	}
+}
+
+// stop ends Run: the transactions in flight finish, the writes held for
+// them commit, and what is still queued fails with ErrClosed.
+func (c *Committer) stop(held []*op) {
+	c.once.Do(func() { close(c.stopped) })
+	c.running.Wait()
+	for len(held) > 0 {
+		n := min(len(held), c.opts.MaxBatch)
+		c.commit(held[:n])
+		held = held[n:]
+	}
+	drain(c.ops)
+	drain(c.lazy)
 }
 
 // dueOnly keeps the deliveries this node should dispatch now, in place.
@@ -460,6 +681,16 @@ type committed struct {
 // finish acknowledges a committed transaction: its effects go to OnCommit,
 // its callers get their answers. syncErr says the disk did not confirm it.
 func (c *Committer) finish(t committed, syncErr error) {
+	if c.opts.Concurrent > 1 {
+		// One transaction's answers at a time. The round trips of
+		// transactions in flight together cannot be told apart: each is
+		// charged those made since the last one finished, so that their
+		// sum is exact.
+		c.finishMu.Lock()
+		defer c.finishMu.Unlock()
+		now := c.roundTrips()
+		t.trips, c.trips = now-c.trips, now
+	}
 	c.opts.Metrics.Commit(len(t.ops), t.trips, time.Since(t.start))
 	// The store completes deliveries when the transaction is flushed: only
 	// now is it known which of them this node dispatches.

@@ -44,7 +44,7 @@ func TestObserveReportsEveryEventAndDelivery(t *testing.T) {
 	if err != nil || len(ds) != 2 {
 		t.Fatalf("enqueue: %v, %d deliveries", err, len(ds))
 	}
-	err = gc.Apply(context.Background(), func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
+	err = gc.Apply(context.Background(), nil, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
 		return tx.Enqueue(ctx, "n1", now, []*livehooks.Event{ev("b")})
 	})
 	if err != nil {

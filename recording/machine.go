@@ -18,7 +18,7 @@ import (
 // Committer runs a function in a batched write transaction (a
 // groupcommit.Committer).
 type Committer interface {
-	Apply(ctx context.Context, fn groupcommit.ApplyFunc) error
+	Apply(ctx context.Context, streams []string, fn groupcommit.ApplyFunc) error
 	Node() string
 }
 
@@ -134,7 +134,7 @@ func (m *Machine) cachedSettings(ctx context.Context, projectID, domain string) 
 func (m *Machine) transact(ctx context.Context, key livehooks.StreamKey, fn func(s *step)) ([]*livehooks.Event, error) {
 	set := m.cachedSettings(ctx, key.ProjectID, key.PublishDomain)
 	var out []*livehooks.Event
-	err := m.o.Committer.Apply(ctx, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
+	err := m.o.Committer.Apply(ctx, []string{key.Stream}, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
 		st, err := tx.Stream(ctx, key)
 		if err != nil {
 			return nil, err
@@ -205,7 +205,11 @@ func (m *Machine) Ingest(ctx context.Context, events []*livehooks.Event) error {
 		}
 	}
 	node := m.o.Committer.Node()
-	err := m.o.Committer.Apply(ctx, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
+	streams := make([]string, len(events))
+	for i, e := range events {
+		streams[i] = e.Stream
+	}
+	err := m.o.Committer.Apply(ctx, streams, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
 		states := map[livehooks.StreamKey]*livehooks.StreamState{}
 		for _, e := range events {
 			key := livehooks.StreamKey{ProjectID: e.ProjectID, PublishDomain: e.PublishDomain, App: e.App, Stream: e.Stream}

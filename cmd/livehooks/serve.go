@@ -69,6 +69,7 @@ type serveOptions struct {
 	retention      time.Duration
 	pollInterval   time.Duration
 	commitDelay    time.Duration
+	concurrentTx   int
 
 	uploadAttempts     int
 	uploadBackoff      time.Duration
@@ -122,6 +123,7 @@ in service (and is logged).`,
 	fs.IntVar(&o.perDestination, "per-destination", 16, "concurrent requests to one destination (scheme://host:port)")
 	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "how long finished deliveries, their attempts and events are kept")
 	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often due retries are looked for (new events never wait for it)")
+	fs.IntVar(&o.concurrentTx, "concurrent-commits", 0, "with --database-url: how many group commits may be in flight at once, each of writes to other streams (1–8; 0: one when the database answers a ping within 1 ms, else 2)")
 	fs.DurationVar(&o.commitDelay, "commit-delay", 2*time.Millisecond, "how long a group commit of fewer than 8 writes waits for more before it starts: less CPU and database work per event at moderate rates, for up to this much latency; under load nothing waits (0: never wait)")
 	for name, variable := range map[string]string{
 		"listen": "LIVEHOOKS_LISTEN", "data-dir": "LIVEHOOKS_DATA_DIR", "access-key": "LIVEHOOKS_ACCESS_KEYS",
@@ -133,6 +135,7 @@ in service (and is logged).`,
 		"sign-validity": "LIVEHOOKS_SIGN_VALIDITY", "connect-timeout": "LIVEHOOKS_CONNECT_TIMEOUT", "request-timeout": "LIVEHOOKS_REQUEST_TIMEOUT",
 		"per-destination": "LIVEHOOKS_PER_DESTINATION", "retention": "LIVEHOOKS_RETENTION", "poll-interval": "LIVEHOOKS_POLL_INTERVAL",
 		"commit-delay": "LIVEHOOKS_COMMIT_DELAY",
+		"concurrent-commits": "LIVEHOOKS_CONCURRENT_COMMITS",
 	} {
 		envFlag(fs, name, variable)
 	}
@@ -199,6 +202,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	}
 	if o.nodeTimeout < 2*o.nodeHeartbeat {
 		return fmt.Errorf("--node-timeout (%v) must be at least twice --node-heartbeat (%v)", o.nodeTimeout, o.nodeHeartbeat)
+	}
+	if o.concurrentTx < 0 || o.concurrentTx > 8 {
+		return fmt.Errorf("--concurrent-commits (%d) must be between 0 and 8", o.concurrentTx)
 	}
 	if o.commitDelay < 0 || o.commitDelay > time.Second {
 		return fmt.Errorf("--commit-delay (%v) must be between 0 and 1s", o.commitDelay)
@@ -289,6 +295,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	feed := livefeed.New(livefeed.Options{Configs: store, Breakers: breakerStates(m)})
 	committer := groupcommit.New(store, groupcommit.Options{
 		Node: node, Logger: logger, Metrics: m, Observe: true, CommitDelay: o.commitDelay,
+		Concurrent: o.concurrentTx,
 		OnCommit: func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
 	})
 	dispatcher = delivery.New(delivery.Options{
