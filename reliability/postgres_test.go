@@ -58,15 +58,27 @@ func spread(nodes []*server) func() string {
 	}
 }
 
-// TestKill9DuringLoadPostgres is TestKill9DuringLoad on PostgreSQL.
+// TestKill9DuringLoadPostgres is TestKill9DuringLoad on PostgreSQL: with
+// one group commit at a time (the default with a local database), and with
+// four in flight (--concurrent-commits, the default for a distant one), where
+// each stream's events wait for its transaction in flight and the streams'
+// transactions commit in any order.
 func TestKill9DuringLoadPostgres(t *testing.T) {
-	l := newLedger()
-	rc := newReceiver(t, l)
-	srv := newPostgresNodes(t, 1)[0]
-	srv.createConfig("live", rc.url())
-	ld := &load{base: srv.base, app: "live", clients: 8, streams: 4, ledger: l}
-	killDuringLoad(t, l, ld, 500, func(int) (*server, time.Duration) { return srv, rand2.N(300 * time.Millisecond) })
-	srv.stop()
+	for _, c := range []struct {
+		name    string
+		streams int
+		commits string
+	}{{"one commit at a time", 4, "1"}, {"four commits in flight", 16, "4"}} {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLedger()
+			rc := newReceiver(t, l)
+			srv := newPostgresNodes(t, 1, "--concurrent-commits", c.commits)[0]
+			srv.createConfig("live", rc.url())
+			ld := &load{base: srv.base, app: "live", clients: 8, streams: c.streams, ledger: l}
+			killDuringLoad(t, l, ld, 500, func(int) (*server, time.Duration) { return srv, rand2.N(300 * time.Millisecond) })
+			srv.stop()
+		})
+	}
 }
 
 // TestKill9MultiNodePostgres runs three nodes on one database, each stream's

@@ -116,7 +116,7 @@ func TestHelpListsFlagsAndEnv(t *testing.T) {
 		if args[0] == "serve" {
 			for _, want := range []string{"--listen", "LIVEHOOKS_LISTEN", "--data-dir", "LIVEHOOKS_DATA_DIR", "--access-key", "LIVEHOOKS_ACCESS_KEYS",
 				"--token", "LIVEHOOKS_TOKENS", "--allow-callback-cidr", "--record-dir", "--ingest-secret", "--database-url", "--dev",
-				"--public-url", "LIVEHOOKS_PUBLIC_URL", "--commit-delay", "LIVEHOOKS_COMMIT_DELAY", "--served-recordings-max-bytes", "LIVEHOOKS_SERVED_RECORDINGS_MAX_BYTES"} {
+				"--public-url", "LIVEHOOKS_PUBLIC_URL", "--commit-delay", "LIVEHOOKS_COMMIT_DELAY", "--concurrent-commits", "LIVEHOOKS_CONCURRENT_COMMITS", "--served-recordings-max-bytes", "LIVEHOOKS_SERVED_RECORDINGS_MAX_BYTES"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("serve --help lacks %s", want)
 				}
@@ -134,6 +134,9 @@ func TestBadFlagsFail(t *testing.T) {
 		{"serve", "--served-recordings-max-bytes", "lots", "--dev", "--data-dir", t.TempDir()},
 		{"serve", "--commit-delay", "-1ms", "--dev", "--data-dir", t.TempDir()},
 		{"serve", "--commit-delay", "2s", "--dev", "--data-dir", t.TempDir()},
+		{"serve", "--concurrent-commits", "9", "--dev", "--data-dir", t.TempDir()},
+		{"serve", "--concurrent-commits", "-1", "--dev", "--data-dir", t.TempDir()},
+		{"serve", "--concurrent-commits", "2", "--dev", "--data-dir", t.TempDir()}, // SQLite
 		{"listen", "--sign-type", "SHA1"},
 	} {
 		var out bytes.Buffer
@@ -366,5 +369,17 @@ func TestListenVerifies(t *testing.T) {
 	if len(lines) != 2 || lines[0].AuthSign != "valid (HMACSHA256)" || lines[0].WebhookSig != "valid (v1)" ||
 		!strings.HasPrefix(lines[1].WebhookSig, "INVALID") || lines[0].Status != 503 || lines[0].EventType != "RECORD_OVER" {
 		t.Fatalf("listen output:\n%s", l.stdout.String())
+	}
+}
+
+// With --concurrent-commits 0, a database within half a millisecond gets one
+// group commit at a time, a farther one four.
+func TestAutoConcurrentCommits(t *testing.T) {
+	for rtt, want := range map[time.Duration]int{
+		50 * time.Microsecond: 1, 499 * time.Microsecond: 1, 500 * time.Microsecond: 4, 2 * time.Millisecond: 4, time.Second: 4,
+	} {
+		if got := autoConcurrentCommits(rtt); got != want {
+			t.Errorf("autoConcurrentCommits(%v) = %d, want %d", rtt, got, want)
+		}
 	}
 }

@@ -134,8 +134,7 @@ in service (and is logged).`,
 		"node-heartbeat": "LIVEHOOKS_NODE_HEARTBEAT", "node-timeout": "LIVEHOOKS_NODE_TIMEOUT", "advertise-url": "LIVEHOOKS_ADVERTISE_URL",
 		"sign-validity": "LIVEHOOKS_SIGN_VALIDITY", "connect-timeout": "LIVEHOOKS_CONNECT_TIMEOUT", "request-timeout": "LIVEHOOKS_REQUEST_TIMEOUT",
 		"per-destination": "LIVEHOOKS_PER_DESTINATION", "retention": "LIVEHOOKS_RETENTION", "poll-interval": "LIVEHOOKS_POLL_INTERVAL",
-		"commit-delay": "LIVEHOOKS_COMMIT_DELAY",
-		"concurrent-commits": "LIVEHOOKS_CONCURRENT_COMMITS",
+		"commit-delay": "LIVEHOOKS_COMMIT_DELAY", "concurrent-commits": "LIVEHOOKS_CONCURRENT_COMMITS",
 	} {
 		envFlag(fs, name, variable)
 	}
@@ -206,6 +205,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if o.concurrentTx < 0 || o.concurrentTx > 8 {
 		return fmt.Errorf("--concurrent-commits (%d) must be between 0 and 8", o.concurrentTx)
 	}
+	if o.concurrentTx > 1 && o.databaseURL == "" {
+		return fmt.Errorf("--concurrent-commits needs --database-url: SQLite commits one transaction at a time")
+	}
 	if o.commitDelay < 0 || o.commitDelay > time.Second {
 		return fmt.Errorf("--commit-delay (%v) must be between 0 and 1s", o.commitDelay)
 	}
@@ -252,6 +254,15 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 			return fmt.Errorf("open store: %w", err)
 		}
 		store, listen, router = db, db.Listen, db
+		if o.concurrentTx == 0 {
+			rtt, err := db.RoundTripTime(ctx)
+			if err != nil {
+				db.Close()
+				return fmt.Errorf("open store: %w", err)
+			}
+			o.concurrentTx = autoConcurrentCommits(rtt)
+			logger.Info("database round trip", "rtt", rtt.Round(time.Microsecond).String(), "concurrent_commits", o.concurrentTx)
+		}
 		logger.Info("store opened", "backend", "postgres", "schema_version", postgres.SchemaVersion())
 	} else {
 		dbPath := filepath.Join(o.dataDir, "livehooks.db")
@@ -296,7 +307,7 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	committer := groupcommit.New(store, groupcommit.Options{
 		Node: node, Logger: logger, Metrics: m, Observe: true, CommitDelay: o.commitDelay,
 		Concurrent: o.concurrentTx,
-		OnCommit: func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
+		OnCommit:   func(effects []groupcommit.Effect) { feed.OnCommit(effects); dispatcher.OnCommit(effects) },
 	})
 	dispatcher = delivery.New(delivery.Options{
 		Outbox: store, Writer: committer, Configs: store, Sender: sender, Policy: policy, Node: node,
@@ -629,4 +640,18 @@ func checkAdvertiseURL(raw string, postgres bool) error {
 		return fmt.Errorf("--advertise-url %q: want the base URL of this node's API, such as http://10.0.0.11:8080", raw)
 	}
 	return nil
+}
+
+// autoConcurrentCommits is --concurrent-commits 0: with the database on this
+// machine or next to it, one group commit at a time (the largest
+// transactions, the least work per event for the server); farther away, four
+// in flight, so that a writer waits for its own transaction's round trip
+// only and not also for those ahead of it (bench: with the database 2 ms
+// away, 32 clients got 2,431 events/s with one, 2,521 with two, 3,208 with
+// four, 3,086 with eight).
+func autoConcurrentCommits(rtt time.Duration) int {
+	if rtt < 500*time.Microsecond {
+		return 1
+	}
+	return 4
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,7 @@ type DB struct {
 
 	retries    atomic.Int64 // transactions run again after a lock conflict (tests read it)
 	roundTrips atomic.Int64 // network round trips of Write (WriteRoundTrips)
-	write      writeConn    // Write's own connection
+	writes     writeConns   // Write's own connections
 
 	// What Write reads from memory instead of the database; see cache.go.
 	configs storerow.Cache[domainKey, domainConfigs]
@@ -135,6 +136,26 @@ func (db *DB) Ping(ctx context.Context) error {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
 	return nil
+}
+
+// RoundTripTime returns the median of five pings on one connection: how far
+// the database server is.
+func (db *DB) RoundTripTime(ctx context.Context) (time.Duration, error) {
+	c, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: ping: %w", err)
+	}
+	defer c.Release()
+	var rtts []time.Duration
+	for range 5 {
+		start := time.Now()
+		if err := c.Ping(ctx); err != nil {
+			return 0, fmt.Errorf("postgres: ping: %w", err)
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	slices.Sort(rtts)
+	return rtts[len(rtts)/2], nil
 }
 
 // Close closes Write's connection and the pool, waiting for connections in

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,7 +223,7 @@ func TestRoundTrips(t *testing.T) {
 	// Write's own connection has its settings from the start.
 	for _, kv := range writeSettings {
 		var v string
-		if err := a.write.conn.QueryRow(ctx, "SELECT current_setting($1)", kv[0]).Scan(&v); err != nil {
+		if err := a.writes.conns[0].conn.QueryRow(ctx, "SELECT current_setting($1)", kv[0]).Scan(&v); err != nil {
 			t.Fatal(err)
 		}
 		if want := kv[1]; v != want && v != want+"ms" {
@@ -266,6 +267,70 @@ func TestRoundTrips(t *testing.T) {
 	var seq int
 	if err := rawConn(t, url).QueryRow(ctx, `SELECT file_seq FROM streams WHERE stream = 's1'`).Scan(&seq); err != nil || seq != 8 {
 		t.Fatalf("file_seq %d (%v), want 8: every transition applied once", seq, err)
+	}
+}
+
+// Writes that run at once (a group committer with several transactions in
+// flight) each get a connection of Write's own, with the statements
+// prepared: one round trip each, the first time and after.
+func TestConcurrentWritesOneRoundTripEach(t *testing.T) {
+	t.Parallel()
+	url := testDatabase(t)
+	db := openTest(t, url, Options{})
+	c := testConfig("p1", "live")
+	c.NotifyEventSubscription = livehooks.EventTypes
+	if err := db.CreateCallback(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	enqueue := func(stream string) func(tx livehooks.OutboxTx) error {
+		return func(tx livehooks.OutboxTx) error {
+			_, err := tx.Enqueue(ctx, "A", time.Now(), []*livehooks.Event{testEvent("live", stream)})
+			return err
+		}
+	}
+	// The config is read once, by a Write alone.
+	if err := db.Write(ctx, enqueue("s0")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	for round := range 2 {
+		before := db.WriteRoundTrips()
+		var started, wg sync.WaitGroup
+		started.Add(n)
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- db.Write(ctx, func(tx livehooks.OutboxTx) error {
+					// Hold every Write until all have begun: they
+					// flush together, each on its own connection.
+					started.Done()
+					started.Wait()
+					return enqueue(fmt.Sprintf("r%d-s%d", round, i))(tx)
+				})
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := db.WriteRoundTrips() - before; got != n {
+			t.Fatalf("round %d: %d round trips for %d Writes at once, want %d", round, got, n, n)
+		}
+	}
+	db.writes.mu.Lock()
+	conns := len(db.writes.conns)
+	db.writes.mu.Unlock()
+	if conns != n {
+		t.Fatalf("%d connections of Write's own, want %d", conns, n)
+	}
+	var stored int
+	if err := rawConn(t, url).QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&stored); err != nil || stored != 2*n+1 {
+		t.Fatalf("%d events stored (%v), want %d", stored, err, 2*n+1)
 	}
 }
 

@@ -14,15 +14,27 @@ import (
 // writeApplication names Write's own connection in pg_stat_activity.
 const writeApplication = "livehooks write"
 
-// writeConn is the connection of Write, outside the pool: the group
-// committer's transactions come one after the other and find their
-// statements prepared on it. A Write that finds it busy (another Write at
-// the same time) takes a connection from the pool instead.
+// maxWriteConns caps Write's own connections: one per group commit in
+// flight (groupcommit.Options.Concurrent, at most 8).
+const maxWriteConns = 8
+
+// writeConns are Write's own connections, outside the pool: the group
+// committer's transactions find their statements prepared on them, and their
+// round trips are only the transactions'. There are as many as Writes have
+// run at once (one, unless the committer runs several transactions in
+// flight), up to maxWriteConns; a Write that finds them all busy past that
+// takes a connection from the pool.
+type writeConns struct {
+	mu     sync.Mutex // guards conns and closed
+	conns  []*writeConn
+	closed bool
+}
+
+// writeConn is one of Write's own connections.
 type writeConn struct {
 	mu       sync.Mutex // held by the Write using conn
 	conn     *pgx.Conn
 	lastUsed time.Time
-	closed   bool
 }
 
 // conn is a connection a Write holds: Write's own, or one of the pool's.
@@ -38,20 +50,41 @@ func (c conn) Conn() *pgx.Conn {
 	return c.pooled.Conn()
 }
 
-// acquire returns Write's own connection if it is free, (re)connecting it
-// if needed, else one of the pool's. A connection idle for a while is
-// pinged first (a round trip, counted): a connection that the server or the
+// free locks and returns a free connection of Write's own, a new one if
+// all are busy and there may be more; nil when there is none.
+func (ws *writeConns) free() (*writeConn, error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closed {
+		return nil, fmt.Errorf("store closed")
+	}
+	for _, w := range ws.conns {
+		if w.mu.TryLock() {
+			return w, nil
+		}
+	}
+	if len(ws.conns) == maxWriteConns {
+		return nil, nil
+	}
+	w := &writeConn{}
+	w.mu.Lock()
+	ws.conns = append(ws.conns, w)
+	return w, nil
+}
+
+// acquire returns a free connection of Write's own, (re)connecting it if
+// needed, else one of the pool's. A connection idle for a while is pinged
+// first (a round trip, counted): a connection that the server or the
 // network dropped fails there and is replaced, not in the middle of the
 // transaction.
 func (db *DB) acquire(ctx context.Context) (conn, error) {
-	w := &db.write
-	if !w.mu.TryLock() {
+	w, err := db.writes.free()
+	if err != nil {
+		return conn{}, err
+	}
+	if w == nil {
 		c, err := db.pool.Acquire(context.WithValue(ctx, writeAcquire{}, true))
 		return conn{pooled: c}, err
-	}
-	if w.closed {
-		w.mu.Unlock()
-		return conn{}, fmt.Errorf("store closed")
 	}
 	if w.conn != nil && !w.conn.IsClosed() && time.Since(w.lastUsed) > time.Second {
 		db.roundTrips.Add(1)
@@ -70,6 +103,14 @@ func (db *DB) acquire(ctx context.Context) (conn, error) {
 			w.mu.Unlock()
 			return conn{}, err
 		}
+		// Its statements are prepared now, in round trips of the
+		// connection's, not of the transaction that asked for it.
+		var setup atomic.Int64
+		if err := db.prepareCounted(ctx, c, &setup, writeSQL()...); err != nil {
+			c.Close(ctx)
+			w.mu.Unlock()
+			return conn{}, err
+		}
 		w.conn = c
 	}
 	return conn{own: w}, nil
@@ -82,19 +123,14 @@ func writeSQL() []string {
 		domainConfigsSQL, readStreamSQL, requeueEventsSQL, requeueConfigsSQL, insertFileJobsSQL, finishFileJobsSQL}
 }
 
-// openWriteConn connects Write's own connection and prepares Write's
-// statements on it, when the store opens: these round trips are the
-// connection's, not a transaction's.
+// openWriteConn connects Write's first own connection, with Write's
+// statements prepared, when the store opens.
 func (db *DB) openWriteConn(ctx context.Context) error {
 	c, err := db.acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("write connection: %w", err)
 	}
-	defer c.release()
-	var setup atomic.Int64
-	if err := db.prepareCounted(ctx, c.Conn(), &setup, writeSQL()...); err != nil {
-		return fmt.Errorf("write connection: %w", err)
-	}
+	c.release()
 	return nil
 }
 
@@ -108,16 +144,21 @@ func (c conn) release() {
 	c.pooled.Release()
 }
 
-// closeWriteConn closes Write's own connection, once the Write using it is
-// done.
+// closeWriteConn closes Write's own connections, each once the Write using
+// it is done.
 func (db *DB) closeWriteConn() {
-	w := &db.write
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	if w.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		w.conn.Close(ctx)
+	ws := &db.writes
+	ws.mu.Lock()
+	ws.closed = true
+	conns := ws.conns
+	ws.mu.Unlock()
+	for _, w := range conns {
+		w.mu.Lock()
+		if w.conn != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			w.conn.Close(ctx)
+			cancel()
+		}
+		w.mu.Unlock()
 	}
 }
