@@ -38,7 +38,9 @@ type Options struct {
 	// OnCommit receives the effects of each committed transaction, in commit
 	// order, from one goroutine of the committer's (the one that syncs, with
 	// a DeferredSyncer store), once the transaction is durable. It must not
-	// block for long.
+	// block for long. With Concurrent > 1 the transactions in flight
+	// together touch different streams: their effects come one transaction
+	// at a time, as each finishes.
 	OnCommit func([]Effect)
 	// Observe fills Effect.Events and Effect.Created.
 	Observe bool
