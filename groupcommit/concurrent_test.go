@@ -63,8 +63,10 @@ func (streamsTx) Defer(context.Context, string, string, time.Time) (livehooks.La
 	return livehooks.LaneState{}, nil
 }
 
-func (streamsTx) Stream(context.Context, livehooks.StreamKey) (*livehooks.StreamState, error) { return nil, nil }
-func (streamsTx) PutStream(context.Context, *livehooks.StreamState) error                      { return nil }
+func (streamsTx) Stream(context.Context, livehooks.StreamKey) (*livehooks.StreamState, error) {
+	return nil, nil
+}
+func (streamsTx) PutStream(context.Context, *livehooks.StreamState) error { return nil }
 func (streamsTx) AddFileJob(context.Context, string, time.Time, time.Duration, *livehooks.FileJob) error {
 	return nil
 }
