@@ -40,8 +40,9 @@ func (s *gatedStore) Write(ctx context.Context, fn func(tx livehooks.OutboxTx) e
 	return s.Outbox.Write(ctx, fn)
 }
 
-// streamsTx notes the streams of the events enqueued in it and fails, so
-// that nothing of the dry run is kept.
+// streamsTx notes the streams of the events enqueued in it and stores
+// nothing; the committer keeps only the outcome of fn's last run, the real
+// one.
 type streamsTx struct{ streams *[]string }
 
 func (t streamsTx) Enqueue(_ context.Context, _ string, _ time.Time, events []*livehooks.Event) ([]*livehooks.Delivery, error) {
