@@ -123,7 +123,7 @@ in service (and is logged).`,
 	fs.IntVar(&o.perDestination, "per-destination", 16, "concurrent requests to one destination (scheme://host:port)")
 	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "how long finished deliveries, their attempts and events are kept")
 	fs.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often due retries are looked for (new events never wait for it)")
-	fs.IntVar(&o.concurrentTx, "concurrent-commits", 0, "with --database-url: how many group commits may be in flight at once, each of writes to other streams (1–8; 0: one when the database answers a ping within 1 ms, else 2)")
+	fs.IntVar(&o.concurrentTx, "concurrent-commits", 0, "with --database-url: how many group commits may be in flight at once, each of writes to other streams (1–8; 0: one when the database answers a ping within 0.5 ms, else 4)")
 	fs.DurationVar(&o.commitDelay, "commit-delay", 2*time.Millisecond, "how long a group commit of fewer than 8 writes waits for more before it starts: less CPU and database work per event at moderate rates, for up to this much latency; under load nothing waits (0: never wait)")
 	for name, variable := range map[string]string{
 		"listen": "LIVEHOOKS_LISTEN", "data-dir": "LIVEHOOKS_DATA_DIR", "access-key": "LIVEHOOKS_ACCESS_KEYS",
