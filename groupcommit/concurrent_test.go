@@ -190,10 +190,15 @@ func TestConcurrentLimit(t *testing.T) {
 		answers = append(answers, enqueueAsync(gc, s))
 		time.Sleep(20 * time.Millisecond) // one transaction each
 	}
-	for range 3 {
-		<-gs.started
+	for deadline := time.Now().Add(5 * time.Second); gs.inFlight.Load() < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transactions in flight, want 3", gs.inFlight.Load())
+		}
 	}
-	mustNotStart(t, gs)
+	time.Sleep(100 * time.Millisecond) // a fourth would start now
+	if n := gs.inFlight.Load(); n != 3 {
+		t.Fatalf("%d transactions in flight, want 3", n)
+	}
 	for range 5 {
 		gs.gate <- struct{}{}
 	}
