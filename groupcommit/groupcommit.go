@@ -221,11 +221,7 @@ func (c *Committer) submit(ctx context.Context, o *op) (Effect, error) {
 // Enqueue stores events and their deliveries durably and returns the
 // deliveries this node should dispatch now.
 func (c *Committer) Enqueue(ctx context.Context, events []*livehooks.Event) ([]*livehooks.Delivery, error) {
-	streams := make([]string, len(events))
-	for i, e := range events {
-		streams[i] = e.Stream
-	}
-	eff, err := c.submit(ctx, &op{kind: opEnqueue, events: events, streams: streams})
+	eff, err := c.submit(ctx, &op{kind: opEnqueue, events: events, streams: EventStreams(events)})
 	return eff.Enqueued, err
 }
 
@@ -258,6 +254,15 @@ func (c *Committer) Defer(ctx context.Context, lane string, until time.Time) err
 	_, stream, _ := strings.Cut(lane, "/") // livehooks.LaneKey
 	_, err := c.submit(ctx, &op{kind: opDefer, lane: lane, until: until, streams: []string{stream}})
 	return err
+}
+
+// EventStreams returns the streams of events, as Apply takes them.
+func EventStreams(events []*livehooks.Event) []string {
+	streams := make([]string, len(events))
+	for i, e := range events {
+		streams[i] = e.Stream
+	}
+	return streams
 }
 
 func deliveryStreams(ds []*livehooks.Delivery) []string {

@@ -205,11 +205,7 @@ func (m *Machine) Ingest(ctx context.Context, events []*livehooks.Event) error {
 		}
 	}
 	node := m.o.Committer.Node()
-	streams := make([]string, len(events))
-	for i, e := range events {
-		streams[i] = e.Stream
-	}
-	err := m.o.Committer.Apply(ctx, streams, func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
+	err := m.o.Committer.Apply(ctx, groupcommit.EventStreams(events), func(ctx context.Context, tx livehooks.OutboxTx, now time.Time) ([]*livehooks.Delivery, error) {
 		states := map[livehooks.StreamKey]*livehooks.StreamState{}
 		for _, e := range events {
 			key := livehooks.StreamKey{ProjectID: e.ProjectID, PublishDomain: e.PublishDomain, App: e.App, Stream: e.Stream}
