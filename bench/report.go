@@ -65,6 +65,9 @@ type Result struct {
 	StoreRoundTrips *StoreRoundTrips `json:"store_round_trips,omitempty"`
 	// Database is the local PostgreSQL server's CPU (-db postgres).
 	Database *DatabaseCPU `json:"database_cpu,omitempty"`
+	// DatabaseStatements is the server's time and WAL per statement of the
+	// bench database (-db postgres, with pg_stat_statements).
+	DatabaseStatements *DatabaseStatements `json:"database_statements,omitempty"`
 	// CPUBudget splits the machine's CPU per event of the load phase
 	// between livehooks, the database server and the bench.
 	CPUBudget *CPUBudget `json:"cpu_budget,omitempty"`
@@ -437,6 +440,9 @@ func printResult(w io.Writer, r *Result) {
 	if d := r.Database; d != nil {
 		fmt.Fprintf(w, "PostgreSQL server CPU [load+drain]: %.2f cores (%.1f s), %.0f µs per delivered event (every postgres process on this machine)\n",
 			d.Cores, d.Seconds, d.MicrosPerEvent)
+	}
+	if ds := r.DatabaseStatements; ds != nil {
+		writeStatements(w, ds)
 	}
 	if b := r.CPUBudget; b != nil {
 		parts := []string{fmt.Sprintf("livehooks %.0f", b.Livehooks)}

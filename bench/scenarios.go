@@ -357,9 +357,14 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	logf("livehooks: %d clients, rate %s, batch %d, %d streams, %d receivers (%d hanging), %s", p.clients, rateName(p.rate), p.batch, p.streams, p.receivers, dead, p.duration)
 	tr := newTracker(p.streams)
 	r.markCounters(ctx)
-	var dbStart serverCPU
+	var (
+		dbStart    serverCPU
+		stmtsStart map[string]statementCounters
+		stmtsErr   error
+	)
 	if e.o.db == "postgres" {
 		dbStart = readServerCPU()
+		stmtsStart, stmtsErr = readStatements(ctx, e.o.databaseURL, r.db.url)
 	}
 	r.smp.setPhase("load")
 	loadWall := time.Now()
@@ -381,6 +386,10 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 	var dbCPU float64
 	if len(dbStart) > 0 {
 		dbCPU = readServerCPU().since(dbStart)
+	}
+	var stmtsEnd map[string]statementCounters
+	if e.o.db == "postgres" && stmtsErr == nil {
+		stmtsEnd, stmtsErr = readStatements(ctx, e.o.databaseURL, r.db.url)
 	}
 	dbWall := time.Since(loadWall)
 	counters := r.allCounters(ctx)
@@ -425,6 +434,9 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 		if dbCPU > 0 {
 			res.Database = &DatabaseCPU{Seconds: dbCPU, Cores: dbCPU / dbWall.Seconds(), MicrosPerEvent: dbCPU / float64(d) * 1e6}
 		}
+		if stmtsEnd != nil {
+			res.DatabaseStatements = statementsSince(stmtsStart, stmtsEnd, d)
+		}
 		if rate := res.Livehooks.DeliveryRate; rate > 0 {
 			b := &CPUBudget{Livehooks: res.Metrics["cpu_us_per_event"], Bench: res.Process["load"].BenchCores / rate * 1e6,
 				CPUs: runtime.NumCPU(), Offered: float64(runtime.NumCPU()) / rate * 1e6}
@@ -433,6 +445,11 @@ func steadyLike(ctx context.Context, e *env, p params, dead int, cycleTypes bool
 			}
 			res.CPUBudget = b
 		}
+	}
+	if stmtsErr != nil {
+		res.Notes = append(res.Notes, "PostgreSQL statements: pg_stat_statements not readable on "+redactURL(e.o.databaseURL)+
+			" (load it with shared_preload_libraries and CREATE EXTENSION pg_stat_statements in that database to see the server's time per statement): "+
+			firstLine(stmtsErr.Error()))
 	}
 	main := res.Livehooks
 	if res.Healthy != nil {
