@@ -39,6 +39,17 @@ type statementCounters struct {
 	query      string
 }
 
+// plus is c and o added up, with c's text.
+func (c statementCounters) plus(o statementCounters) statementCounters {
+	c.calls += o.calls
+	c.execMS += o.execMS
+	c.rows += o.rows
+	c.walRecords += o.walRecords
+	c.walBytes += o.walBytes
+	c.blocks += o.blocks
+	return c
+}
+
 // StatementFigures are one statement's share of the server's work over a
 // phase.
 type StatementFigures struct {
@@ -112,14 +123,7 @@ func parseStatements(out string) (map[string]statementCounters, error) {
 		c.query = f[7]
 		// A statement run both at top level and nested has two rows of
 		// one queryid: they add up.
-		prev := m[f[0]]
-		c.calls += prev.calls
-		c.execMS += prev.execMS
-		c.rows += prev.rows
-		c.walRecords += prev.walRecords
-		c.walBytes += prev.walBytes
-		c.blocks += prev.blocks
-		m[f[0]] = c
+		m[f[0]] = c.plus(m[f[0]])
 	}
 	return m, nil
 }
