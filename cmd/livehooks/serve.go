@@ -402,7 +402,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	dispatchCtx, stopDispatcher := context.WithCancel(context.WithoutCancel(ctx))
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
-	go purgeLoop(ctx, store, o.retention, logger)
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	purgeDone := make(chan struct{})
+	go func() { purgeLoop(purgeCtx, store, o.retention, logger); close(purgeDone) }()
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimDone := make(chan struct{})
 	go func() { served.Run(trimCtx, 5*time.Minute); close(trimDone) }()
@@ -416,11 +418,13 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	}
 	// Recording timers fire, and finished files are worked, only while the
 	// committer runs.
-	go machine.Run(commitCtx)
+	machineDone := make(chan struct{})
+	go func() { machine.Run(commitCtx); close(machineDone) }()
 	jobsCtx, stopJobs := context.WithCancel(commitCtx)
 	jobsDone := make(chan struct{})
 	go func() { src.RunFileJobs(jobsCtx); close(jobsDone) }()
-	go feed.Run(commitCtx)
+	feedDone := make(chan struct{})
+	go func() { feed.Run(commitCtx); close(feedDone) }()
 	if file, ok := verifier.(*reloadingVerifier); ok {
 		go file.watch(ctx, logger)
 	}
@@ -449,6 +453,8 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("http shutdown incomplete", "error", err)
 	}
+	stopPurge() // a batch cut short is purged again at the next start
+	<-purgeDone
 	// A file job cut short stays in the store and runs again at the next
 	// start.
 	stopJobs()
@@ -458,6 +464,9 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	<-dispatcherDone
 	stopCommitter()
 	<-committerDone
+	// Nothing may use the store once it closes (deferred above).
+	<-machineDone
+	<-feedDone
 	logger.Info("stopped")
 	return runErr
 }

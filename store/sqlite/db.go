@@ -64,10 +64,12 @@ type DB struct {
 	multi multiStmts // multi-row statements of the write path (batch.go)
 
 	// walPath is set when livehooks syncs the WAL itself (FULL); wal is
-	// its open file, walMu serializes Sync.
-	walPath string
-	walMu   sync.Mutex
-	wal     *os.File
+	// its open file, walMu serializes Sync and Close; walClosed: Close ran,
+	// and Sync must not open the file again.
+	walPath   string
+	walMu     sync.Mutex
+	wal       *os.File
+	walClosed bool
 
 	// The last event pk and delivery id drawn. Only a write transaction
 	// touches them, and the single write connection runs one at a time.
@@ -254,9 +256,13 @@ func (db *DB) Close() error {
 		_, _ = db.write.Exec("PRAGMA optimize")
 		errs = append(errs, db.write.Close())
 	}
+	db.walMu.Lock()
 	if db.wal != nil {
 		errs = append(errs, db.wal.Close())
+		db.wal = nil
 	}
+	db.walClosed = true
+	db.walMu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -311,6 +317,9 @@ func (db *DB) Sync() error {
 	}
 	db.walMu.Lock()
 	defer db.walMu.Unlock()
+	if db.walClosed {
+		return fmt.Errorf("sqlite: sync: the store is closed")
+	}
 	if db.wal == nil {
 		f, err := os.OpenFile(db.walPath, os.O_RDWR, 0)
 		if err != nil {

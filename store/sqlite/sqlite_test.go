@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -440,5 +441,38 @@ func TestReadersDoNotBlockTheWriter(t *testing.T) {
 	}
 	if n := count(db.read); n != 1 {
 		t.Fatalf("a new read sees %d deliveries, want 1", n)
+	}
+}
+
+// TestSyncAfterClose: a Sync that comes after Close (a background writer
+// still running at shutdown) fails instead of opening the WAL again and
+// leaving it open, and Syncs that race Close are safe (go test -race).
+func TestSyncAfterClose(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "livehooks.db"), Options{})
+	if err := db.CreateCallback(ctx, testConfig("p1", "live")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				_ = db.Sync()
+			}
+		})
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	// Closing the last connection removed the WAL; one left behind (a
+	// reader of another process kept it) must not be opened again either.
+	if err := os.WriteFile(db.walPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sync(); err == nil {
+		t.Fatal("Sync after Close: no error")
+	}
+	if db.wal != nil {
+		t.Fatal("the WAL file is open after Close")
 	}
 }
