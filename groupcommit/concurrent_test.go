@@ -2,6 +2,8 @@ package groupcommit_test
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/livehooks/livehooks"
 	"github.com/livehooks/livehooks/groupcommit"
+	"github.com/livehooks/livehooks/metrics"
 )
 
 // gatedStore lets each transaction start only when the test says, and counts
@@ -304,4 +307,29 @@ func TestShutdownCommitsHeldWrites(t *testing.T) {
 		t.Fatalf("out of order: %d then %d", first.id(t), second.id(t))
 	}
 	<-stopped
+}
+
+// TestConcurrentCommitsExposed: the metrics say how many transactions may be
+// in flight: what was asked on a store that allows several, one on SQLite
+// (a DeferredSyncer), whatever was asked.
+func TestConcurrentCommitsExposed(t *testing.T) {
+	base := openStore(t)
+	for _, c := range []struct {
+		name  string
+		store livehooks.Outbox
+		asked int
+		want  string
+	}{
+		{"several allowed", &gatedStore{Outbox: base.DB}, 4, "livehooks_store_concurrent_commits 4"},
+		{"default", &gatedStore{Outbox: base.DB}, 0, "livehooks_store_concurrent_commits 1"},
+		{"sqlite", base, 4, "livehooks_store_concurrent_commits 1"},
+	} {
+		m := metrics.New(nil)
+		groupcommit.New(c.store, groupcommit.Options{Node: "n1", Concurrent: c.asked, Metrics: m})
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if body := rec.Body.String(); !strings.Contains(body, c.want+"\n") {
+			t.Errorf("%s: no %q in /metrics", c.name, c.want)
+		}
+	}
 }

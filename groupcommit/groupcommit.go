@@ -174,6 +174,7 @@ func New(outbox livehooks.Outbox, opts Options) *Committer {
 	if _, ok := outbox.(DeferredSyncer); ok || opts.Concurrent < 1 {
 		opts.Concurrent = 1
 	}
+	opts.Metrics.ConcurrentCommits(opts.Concurrent)
 	c := &Committer{outbox: outbox, opts: opts, ops: make(chan *op, 4096), lazy: make(chan *op, 4096),
 		stopped: make(chan struct{}), finished: make(chan struct{})}
 	if opts.Concurrent > 1 {

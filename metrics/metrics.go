@@ -28,6 +28,7 @@ type Metrics struct {
 	CommitBatch    prometheus.Histogram   // operations per store transaction
 	CommitTime     prometheus.Histogram   // a store transaction's start to acknowledgement
 	RoundTrips     prometheus.Counter     // database round trips of group-commit transactions
+	InFlight       prometheus.Gauge       // group commits that may be in flight at once
 	Downloads      *prometheus.CounterVec // answers to download links, by outcome
 	DownloadBytes  prometheus.Counter     // recording bytes served
 	pending        func(context.Context) (int64, error)
@@ -83,6 +84,10 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 			Name: "livehooks_store_round_trips_total",
 			Help: "Database round trips made by group-commit transactions, BEGIN and COMMIT included (PostgreSQL; 0 with SQLite, which runs in-process).",
 		}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livehooks_store_concurrent_commits",
+			Help: "Group commits that may be in flight at once: --concurrent-commits, or what its default chose from the database's round trip at start (1 with SQLite).",
+		}),
 		Downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livehooks_recording_downloads_total",
 			Help: "Answers to the download links of recordings livehooks serves, by outcome: served, not_modified, bad_range, unsigned, bad_signature, expired, not_found.",
@@ -97,7 +102,7 @@ func New(pending func(context.Context) (int64, error)) *Metrics {
 		m.Breakers.WithLabelValues(st).Set(0)
 	}
 	m.Registry.MustRegister(m.EventsIngested, m.IngestForwards, m.Attempts, m.Latency, m.AttemptLatency, m.Breakers, m.CommitBatch, m.CommitTime, m.RoundTrips,
-		m.Downloads, m.DownloadBytes,
+		m.InFlight, m.Downloads, m.DownloadBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "livehooks_deliveries_pending", Help: "Deliveries waiting or in flight.",
 		}, m.pendingValue),
@@ -207,6 +212,13 @@ func (m *Metrics) Commit(ops, roundTrips int, took time.Duration) {
 		m.CommitBatch.Observe(float64(ops))
 		m.CommitTime.Observe(took.Seconds())
 		m.RoundTrips.Add(float64(roundTrips))
+	}
+}
+
+// ConcurrentCommits records how many group commits may be in flight at once.
+func (m *Metrics) ConcurrentCommits(n int) {
+	if m != nil {
+		m.InFlight.Set(float64(n))
 	}
 }
 
