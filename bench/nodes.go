@@ -63,6 +63,11 @@ const (
 
 var phaseCounters = []string{mCommits, mCommitOps, mRoundTrips, mSucceeded}
 
+// mInFlight is a gauge, read as it stands rather than since the phase
+// started: how many group commits the node lets be in flight at once (what
+// --concurrent-commits or its default chose; absent before the metric).
+const mInFlight = "livehooks_store_concurrent_commits"
+
 // database is the PostgreSQL database of a scenario: a fresh one, and the
 // latency-injecting proxy in front of it with -db-rtt.
 type database struct {
@@ -291,7 +296,7 @@ func (r *scenarioRun) noteSeen(m map[string]float64) {
 func (r *scenarioRun) counters(ctx context.Context, n *node) map[string]float64 {
 	var m map[string]float64
 	if s := n.server(); s != nil && s.alive() {
-		m = s.metrics(ctx, phaseCounters...)
+		m = s.metrics(ctx, append(phaseCounters, mInFlight)...)
 		r.noteSeen(m)
 	}
 	n.mu.Lock()
@@ -302,6 +307,11 @@ func (r *scenarioRun) counters(ctx context.Context, n *node) map[string]float64 
 		if v, ok := m[k]; ok {
 			out[k] += v - n.base[k]
 		}
+	}
+	if v, ok := m[mInFlight]; ok {
+		out[mInFlight] = v
+	} else if v, ok := n.acc[mInFlight]; ok { // from the life before a kill
+		out[mInFlight] = v
 	}
 	return out
 }
@@ -331,6 +341,9 @@ type StoreRoundTrips struct {
 	RoundTrips        float64 `json:"round_trips"`
 	PerTransaction    float64 `json:"round_trips_per_transaction"`
 	OpsPerTransaction float64 `json:"operations_per_transaction"`
+	// ConcurrentCommits are the group commits each node let be in flight
+	// at once, in node order (none from a revision without the metric).
+	ConcurrentCommits []float64 `json:"concurrent_commits,omitempty"`
 	// Exposed is false when livehooks has no
 	// livehooks_store_round_trips_total (an older revision).
 	Exposed bool `json:"exposed"`
@@ -348,7 +361,9 @@ type NodeFigures struct {
 	IngestShare    float64 `json:"ingest_share"`
 	Transactions   float64 `json:"transactions"`
 	RoundTrips     float64 `json:"round_trips"`
-	Lives          int     `json:"lives"` // 2 after a kill and a restart
+	// ConcurrentCommits is 0 from a revision without the metric.
+	ConcurrentCommits float64 `json:"concurrent_commits,omitempty"`
+	Lives             int     `json:"lives"` // 2 after a kill and a restart
 }
 
 // phaseFigures sums the nodes' counters into round trips per transaction
@@ -365,6 +380,9 @@ func (r *scenarioRun) phaseFigures(cs []map[string]float64, perNode []int64) (*S
 		rt.Operations += c[mCommitOps]
 		rt.RoundTrips += c[mRoundTrips]
 		delivered += c[mSucceeded]
+		if v, ok := c[mInFlight]; ok {
+			rt.ConcurrentCommits = append(rt.ConcurrentCommits, v)
+		}
 		if i < len(perNode) {
 			reqs += perNode[i]
 		}
@@ -383,7 +401,8 @@ func (r *scenarioRun) phaseFigures(cs []map[string]float64, perNode []int64) (*S
 		n.mu.Lock()
 		lives := n.lives
 		n.mu.Unlock()
-		nf[i] = NodeFigures{ID: n.id, Deliveries: c[mSucceeded], Transactions: c[mCommits], RoundTrips: c[mRoundTrips], Lives: lives}
+		nf[i] = NodeFigures{ID: n.id, Deliveries: c[mSucceeded], Transactions: c[mCommits], RoundTrips: c[mRoundTrips],
+			ConcurrentCommits: c[mInFlight], Lives: lives}
 		if delivered > 0 {
 			nf[i].Share = c[mSucceeded] / delivered
 		}

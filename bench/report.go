@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -469,6 +470,9 @@ func printResult(w io.Writer, r *Result) {
 		default:
 			fmt.Fprintf(w, "store round trips: %.2f per transaction (%.0f round trips / %.0f transactions of %.1f operations, over the phase, all nodes; 0 with SQLite)\n", rt.PerTransaction, rt.RoundTrips, rt.Transactions, rt.OpsPerTransaction)
 		}
+		if s := inFlightText(rt.ConcurrentCommits); s != "" {
+			fmt.Fprintf(w, "group commits in flight at once: %s\n", s)
+		}
 	}
 	if c := r.DBRTT; c != nil {
 		if c.Error != "" {
@@ -479,8 +483,12 @@ func printResult(w io.Writer, r *Result) {
 		}
 	}
 	for _, n := range r.Nodes {
-		fmt.Fprintf(w, "%s: %.0f deliveries = %.1f %% of them; %d ingest requests = %.1f %%; %.0f transactions, %.0f round trips; lives %d\n",
-			n.ID, n.Deliveries, 100*n.Share, n.IngestRequests, 100*n.IngestShare, n.Transactions, n.RoundTrips, n.Lives)
+		inFlight := ""
+		if n.ConcurrentCommits > 0 {
+			inFlight = fmt.Sprintf(" (up to %.0f in flight)", n.ConcurrentCommits)
+		}
+		fmt.Fprintf(w, "%s: %.0f deliveries = %.1f %% of them; %d ingest requests = %.1f %%; %.0f transactions%s, %.0f round trips; lives %d\n",
+			n.ID, n.Deliveries, 100*n.Share, n.IngestRequests, 100*n.IngestShare, n.Transactions, inFlight, n.RoundTrips, n.Lives)
 	}
 	if k := r.Kill; k != nil {
 		ready := "never restarted: " + k.RestartError
@@ -596,4 +604,23 @@ func (r *Result) nodeStats() []string {
 		}
 	}
 	return out
+}
+
+// inFlightText says how many group commits the nodes let be in flight at
+// once: "up to 1", or each node's when they differ ("up to 1 / 4 / 1": a
+// node that chose otherwise makes smaller transactions); "" when unknown.
+func inFlightText(ks []float64) string {
+	if len(ks) == 0 {
+		return ""
+	}
+	parts := make([]string, len(ks))
+	same := true
+	for i, k := range ks {
+		parts[i] = strconv.FormatFloat(k, 'f', 0, 64)
+		same = same && k == ks[0]
+	}
+	if same {
+		return "up to " + parts[0]
+	}
+	return "up to " + strings.Join(parts, " / ") + " (by node: they differ)"
 }
