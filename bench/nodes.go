@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,9 @@ var phaseCounters = []string{mCommits, mCommitOps, mRoundTrips, mSucceeded}
 // started: how many group commits the node lets be in flight at once (what
 // --concurrent-commits or its default chose; absent before the metric).
 const mInFlight = "livehooks_store_concurrent_commits"
+
+// nodeMetrics are what counters reads from a node.
+var nodeMetrics = append(slices.Clone(phaseCounters), mInFlight)
 
 // database is the PostgreSQL database of a scenario: a fresh one, and the
 // latency-injecting proxy in front of it with -db-rtt.
@@ -296,7 +300,7 @@ func (r *scenarioRun) noteSeen(m map[string]float64) {
 func (r *scenarioRun) counters(ctx context.Context, n *node) map[string]float64 {
 	var m map[string]float64
 	if s := n.server(); s != nil && s.alive() {
-		m = s.metrics(ctx, append(phaseCounters, mInFlight)...)
+		m = s.metrics(ctx, nodeMetrics...)
 		r.noteSeen(m)
 	}
 	n.mu.Lock()

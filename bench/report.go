@@ -607,8 +607,9 @@ func (r *Result) nodeStats() []string {
 }
 
 // inFlightText says how many group commits the nodes let be in flight at
-// once: "up to 1", or each node's when they differ ("up to 1 / 4 / 1": a
-// node that chose otherwise makes smaller transactions); "" when unknown.
+// once: "up to 1", or each node's when they differ ("up to 1 / 4 / 1 (by
+// node: they differ)": a node that chose otherwise makes smaller
+// transactions); "" when unknown.
 func inFlightText(ks []float64) string {
 	if len(ks) == 0 {
 		return ""
