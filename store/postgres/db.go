@@ -144,7 +144,7 @@ const rttPings = 10
 // the database server is. The shortest, not a typical one: a busy machine or
 // server only ever adds to a round trip. Nodes started together on the
 // bench's two cores, each taking the median of five pings of a local server,
-// found 0.5 ms once in seven starts, and that node then ran four group
+// found 0.5 ms once in nine starts, and that node then ran four group
 // commits in flight, as for a distant database (twice the transactions, each
 // a third of the size, for the same deliveries).
 func (db *DB) RoundTripTime(ctx context.Context) (time.Duration, error) {
