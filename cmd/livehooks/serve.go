@@ -397,17 +397,14 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	// finish or re-queue its attempts (recording them through the committer),
 	// then stop the committer.
 	commitCtx, stopCommitter := context.WithCancel(context.WithoutCancel(ctx))
-	committerDone := make(chan struct{})
-	go func() { committer.Run(commitCtx); close(committerDone) }()
+	committerDone := goDone(func() { committer.Run(commitCtx) })
 	dispatchCtx, stopDispatcher := context.WithCancel(context.WithoutCancel(ctx))
 	dispatcherDone := make(chan error, 1)
 	go func() { dispatcherDone <- dispatcher.Run(dispatchCtx, o.shutdownTimeout) }()
 	purgeCtx, stopPurge := context.WithCancel(ctx)
-	purgeDone := make(chan struct{})
-	go func() { purgeLoop(purgeCtx, store, o.retention, logger); close(purgeDone) }()
+	purgeDone := goDone(func() { purgeLoop(purgeCtx, store, o.retention, logger) })
 	trimCtx, stopTrim := context.WithCancel(ctx)
-	trimDone := make(chan struct{})
-	go func() { served.Run(trimCtx, 5*time.Minute); close(trimDone) }()
+	trimDone := goDone(func() { served.Run(trimCtx, 5*time.Minute) })
 	defer func() { stopTrim(); <-trimDone }() // before served.Close
 	if listen != nil {
 		go func() {
@@ -418,13 +415,10 @@ func serve(ctx context.Context, e *env, o *serveOptions) error {
 	}
 	// Recording timers fire, and finished files are worked, only while the
 	// committer runs.
-	machineDone := make(chan struct{})
-	go func() { machine.Run(commitCtx); close(machineDone) }()
+	machineDone := goDone(func() { machine.Run(commitCtx) })
 	jobsCtx, stopJobs := context.WithCancel(commitCtx)
-	jobsDone := make(chan struct{})
-	go func() { src.RunFileJobs(jobsCtx); close(jobsDone) }()
-	feedDone := make(chan struct{})
-	go func() { feed.Run(commitCtx); close(feedDone) }()
+	jobsDone := goDone(func() { src.RunFileJobs(jobsCtx) })
+	feedDone := goDone(func() { feed.Run(commitCtx) })
 	if file, ok := verifier.(*reloadingVerifier); ok {
 		go file.watch(ctx, logger)
 	}
@@ -649,6 +643,17 @@ func checkAdvertiseURL(raw string, postgres bool) error {
 		return fmt.Errorf("--advertise-url %q: want the base URL of this node's API, such as http://10.0.0.11:8080", raw)
 	}
 	return nil
+}
+
+// goDone runs f in a goroutine of its own and returns a channel closed once f
+// has returned.
+func goDone(f func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	return done
 }
 
 // autoConcurrentCommits is --concurrent-commits 0: with the database on this
